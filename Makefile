@@ -1,0 +1,58 @@
+# The two commands of the README: `make demo` (the main job) and `make test`.
+# Both create .venv and install the pinned stack from pyproject.toml when it is missing.
+PY      ?= python3.11
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+SUBMITTED ?= examples/submissions
+OUT     ?= out/demo
+
+.PHONY: all demo test lint venv assets assets-check release release-check grade bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	@echo "installing the pinned stack into $(VENV) (first time: about 2 minutes)"
+	$(VPY) -m pip install --quiet --disable-pip-version-check \
+	    $$($(VPY) tools/deps.py --dev)
+	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+assets: $(STAMP)
+	$(VPY) tools/regen_assets.py
+
+assets-check: $(STAMP)
+	$(VPY) tools/regen_assets.py --check
+
+release: $(STAMP)
+	$(VPY) tools/release.py
+
+release-check: $(STAMP)
+	$(VPY) tools/release.py --check
+
+grade: $(STAMP)
+	$(VPY) tools/autograde.py $(SUBMITTED) --out $(OUT)
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+
+test: $(STAMP) lint
+	$(VPY) -m pytest -n 2 tests
+
+demo: $(STAMP)
+	$(VPY) tools/regen_assets.py
+	$(VPY) tools/regen_assets.py --check
+	$(VPY) tools/release.py
+	$(VPY) tools/release.py --check
+	$(VPY) tools/autograde.py $(SUBMITTED) --out $(OUT) --force
+	@echo "report: $(OUT)/report.html"
+
+bench: $(STAMP)
+	$(VPY) bench/bench_training.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache gradebook.db

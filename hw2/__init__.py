@@ -1,0 +1,1 @@
+"""hw2, Part 4: convolutional and residual networks."""

@@ -1,0 +1,1 @@
+"""Instructor tooling: reference assets, the student release and the autograder."""
