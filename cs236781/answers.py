@@ -13,6 +13,16 @@ def clean_answer(text: str) -> str:
     return _MARKER.sub("", text).strip()
 
 
+# What an unanswered question holds in the student release (tools/release.py writes it in
+# place of each solution region of hw2/answers.py).
+ANSWER_STUB = "**Your answer:** (write it here, in Markdown; math between $...$ or $$...$$)"
+
+
+def is_unanswered(text: str) -> bool:
+    """Whether an answer string is empty or still the release's stub."""
+    return clean_answer(text).replace(ANSWER_STUB, "").strip() == ""
+
+
 def _in_notebook() -> bool:
     try:
         from IPython import get_ipython
