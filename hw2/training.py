@@ -1,5 +1,6 @@
 """Training loops: a generic ``Trainer`` and a ``ClassifierTrainer`` for PyTorch classifiers."""
 
+import itertools
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -125,9 +126,8 @@ class Trainer(ABC):
             num_batches = max_batches if num_batches is None else min(num_batches, max_batches)
         losses, num_correct, num_samples = [], 0, 0
         with tqdm(total=num_batches, desc=desc, disable=not verbose, file=sys.stdout) as pbar:
-            for batch_idx, batch in enumerate(dl):
-                if num_batches is not None and batch_idx >= num_batches:
-                    break
+            # islice stops before loading a batch beyond max_batches
+            for batch in itertools.islice(dl, max_batches):
                 result = forward_fn(batch)
                 losses.append(result.loss)
                 num_correct += result.num_correct
