@@ -1,0 +1,192 @@
+"""Submission intake: find submissions and read only their allow-listed files, safely.
+
+``SUBMITTED/<student_id>/hw2/<file>`` (nbgrader's layout) and ``SUBMITTED/<student_id>.zip``
+holding ``hw2/<file>`` are accepted. Only ``tools.checks.STUDENT_FILES`` are read; links,
+special files, oversized files, path traversal and zip bombs are refused with a note.
+"""
+
+import hashlib
+import os
+import re
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.checks import STUDENT_FILES
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+FILE_CAP = 1 << 20  # bytes of one student file
+ZIP_CAP = 16 << 20  # bytes of one zip
+ZIP_ENTRIES_MAX = 200
+ZIP_RATIO_MAX = 100  # uncompressed / compressed
+
+
+@dataclass
+class Submission:
+    """One student's allow-listed files, and notes on whatever was refused or ignored."""
+
+    student_id: str
+    source: str  # "dir" or "zip"
+    files: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """A hash of the files taken, to tell whether stored results are still current."""
+        h = hashlib.sha256()
+        for rel in sorted(self.files):
+            h.update(rel.encode() + b"\0" + hashlib.sha256(self.files[rel]).digest())
+        return h.hexdigest()
+
+
+def find_submissions(submitted: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """``(student_id, path)`` of every submission, sorted, and notes on entries skipped.
+
+    A student with both a folder and a zip is graded from the folder.
+    """
+    found: dict[str, Path] = {}
+    skipped = []
+    for entry in sorted(os.scandir(submitted), key=lambda e: e.name):
+        name = entry.name
+        if entry.is_file(follow_symlinks=False) and name.endswith(".zip"):
+            sid = name.removesuffix(".zip")
+        elif entry.is_dir(follow_symlinks=False):
+            sid = name
+        else:
+            if not name.startswith("."):
+                skipped.append(f"{name}: not a folder or a .zip, skipped")
+            continue
+        if not ID_RE.match(sid):
+            skipped.append(f"{name}: {sid!r} is not a valid student id, skipped")
+            continue
+        if sid in found and found[sid].is_dir():
+            skipped.append(f"{name}: {sid} also has a folder, which is graded")
+            continue
+        found[sid] = Path(entry.path)
+    return sorted(found.items()), skipped
+
+
+def load_submission(student_id: str, path: Path) -> Submission:
+    """Read the allow-listed files of one submission (a folder or a zip)."""
+    if path.suffix == ".zip" and not path.is_dir():
+        return _load_zip(student_id, path)
+    return _load_dir(student_id, path)
+
+
+def _load_dir(student_id: str, path: Path) -> Submission:
+    sub = Submission(student_id, "dir")
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        top = os.open(path, dir_flags)
+    except OSError as e:
+        sub.notes.append(f"the submission folder cannot be opened ({e.strerror})")
+        return sub
+    try:
+        for rel in STUDENT_FILES:
+            folder, name = rel.split("/")
+            try:
+                dfd = os.open(folder, dir_flags, dir_fd=top)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                sub.notes.append(f"{folder}/ is not a plain folder (a link?): refused")
+                continue
+            try:
+                data = _read_regular(dfd, name, rel, sub.notes)
+            finally:
+                os.close(dfd)
+            if data is not None:
+                sub.files[rel] = data
+    finally:
+        os.close(top)
+    return sub
+
+
+def _read_regular(dir_fd: int, name: str, rel: str, notes: list[str]) -> bytes | None:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)  # fmt: skip
+    except FileNotFoundError:
+        return None
+    except OSError:
+        notes.append(f"{rel} is a link or cannot be read: refused")
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            notes.append(f"{rel} is not a regular file: refused")
+            return None
+        if st.st_size > FILE_CAP:
+            notes.append(f"{rel} is larger than {FILE_CAP} bytes: refused")
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(FILE_CAP + 1)
+        if len(data) > FILE_CAP:
+            notes.append(f"{rel} is larger than {FILE_CAP} bytes: refused")
+            return None
+        return data
+    finally:
+        os.close(fd)
+
+
+def _zip_name_problem(name: str) -> str | None:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        return "an absolute or Windows path"
+    if any(part in ("..", "") for part in name.rstrip("/").split("/")):
+        return "a path that leaves the folder"
+    return None
+
+
+def _load_zip(student_id: str, path: Path) -> Submission:
+    sub = Submission(student_id, "zip")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        sub.notes.append(f"{path.name} cannot be opened ({e.strerror})")
+        return sub
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or os.fstat(f.fileno()).st_size > ZIP_CAP:
+            sub.notes.append(f"{path.name} is not a regular file of at most {ZIP_CAP} bytes")
+            return sub
+        try:
+            with zipfile.ZipFile(f) as zf:
+                _read_zip_entries(zf, sub)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as e:
+            sub.files.clear()
+            sub.notes.append(f"{path.name} is not a readable zip ({e})")
+    return sub
+
+
+def _read_zip_entries(zf: zipfile.ZipFile, sub: Submission) -> None:
+    infos = zf.infolist()
+    if len(infos) > ZIP_ENTRIES_MAX:
+        sub.notes.append(f"the zip has {len(infos)} entries (at most {ZIP_ENTRIES_MAX}): refused")
+        return
+    for info in infos:
+        name = info.filename
+        problem = _zip_name_problem(name)
+        if problem:
+            sub.notes.append(f"zip entry {name!r} is {problem}: refused")
+            continue
+        if info.is_dir():
+            continue
+        if name not in STUDENT_FILES:
+            sub.notes.append(f"zip entry {name!r} is not a graded file: ignored")
+            continue
+        if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
+            sub.notes.append(f"zip entry {name!r} is a link or special file: refused")
+            continue
+        if name in sub.files:
+            sub.notes.append(f"zip entry {name!r} appears twice: the first one is used")
+            continue
+        if info.file_size > FILE_CAP or info.file_size > ZIP_RATIO_MAX * max(
+            info.compress_size, 1024
+        ):
+            sub.notes.append(f"zip entry {name!r} is too large or too compressed: refused")
+            continue
+        with zf.open(info) as member:
+            data = member.read(FILE_CAP + 1)
+        if len(data) > FILE_CAP:
+            sub.notes.append(f"zip entry {name!r} is larger than {FILE_CAP} bytes: refused")
+            continue
+        sub.files[name] = data

@@ -1,0 +1,112 @@
+"""Each student's feedback page: per-check results and the rendered answers.
+
+Answers are Markdown with ``$...$`` / ``$$...$$`` math. Math becomes MathML (latex2mathml),
+which browsers lay out natively: the page needs no script, CDN or network. Everything else is
+escaped: raw HTML in an answer is shown as text, images are not loaded.
+"""
+
+import html
+from functools import cache
+
+from cs236781.answers import clean_answer, is_unanswered
+
+STATUS_COLORS = {
+    "passed": "#1a7f37",
+    "failed": "#cf222e",
+    "error": "#9a6700",
+    "timeout": "#9a6700",
+    "missing": "#6e7781",
+    "manual": "#0969da",
+}
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       color: #1f2328; line-height: 1.5; }
+table { border-collapse: collapse; width: 100%; }
+th, td { border-bottom: 1px solid #d0d7de; padding: .35rem .5rem; text-align: left;
+         vertical-align: top; }
+.status { font-weight: 600; }
+pre { background: #f6f8fa; padding: .5rem; overflow-x: auto; font-size: .85em; }
+.answer { border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem 1rem; margin: 1rem 0; }
+math[display="block"] { margin: .6rem 0; }
+.tex-error { color: #cf222e; }
+"""
+
+
+def _math(content: str, options: dict) -> str:
+    from latex2mathml.converter import convert
+
+    display = "block" if options.get("display_mode") else "inline"
+    try:
+        return convert(content.strip(), display=display)
+    except Exception:  # noqa: BLE001 - any TeX latex2mathml cannot read is shown as source
+        return f'<code class="tex-error">{html.escape(content)}</code>'
+
+
+@cache
+def _markdown():
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+    md.disable("image")
+    md.use(dollarmath_plugin, allow_space=True, allow_digits=True, double_inline=True,
+           renderer=_math)  # fmt: skip
+    return md
+
+
+def render_markdown(text: str) -> str:
+    """HTML of a Markdown answer: math as MathML, raw HTML escaped, no images."""
+    return _markdown().render(text)
+
+
+def page(title: str, body: str) -> str:
+    """A complete, self-contained HTML page."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def status_cell(status: str) -> str:
+    color = STATUS_COLORS.get(status, "#1f2328")
+    return f'<td class="status" style="color:{color}">{html.escape(status)}</td>'
+
+
+def feedback_html(doc: dict, titles: dict[str, str]) -> str:
+    """The feedback page of one student's results document."""
+    e = html.escape
+    parts = [
+        f"<h1>hw2 Part 4: feedback for {e(doc['student_id'])}</h1>",
+        f"<p><strong>Automatic score: {doc['score']} / {doc['max_score']}</strong>. "
+        "The written answers are graded by the course staff.</p>",
+    ]
+    if doc.get("notes"):
+        notes = "".join(f"<li>{e(n)}</li>" for n in doc["notes"])
+        parts.append(f"<h2>About your files</h2><ul>{notes}</ul>")
+    rows = []
+    for c in doc["checks"]:
+        output = ""
+        if c.get("output"):
+            output = f"<details><summary>output</summary><pre>{e(c['output'])}</pre></details>"
+        rows.append(
+            f"<tr><td>{e(c['check'])}<br><small>{e(titles.get(c['check'], ''))}</small></td>"
+            f"{status_cell(c['status'])}<td>{c['points']} / {c['max_points']}</td>"
+            f"<td>{e(c['message'])}{output}</td></tr>"
+        )
+    parts.append(
+        "<h2>Checks</h2><table><thead><tr><th>check</th><th>status</th><th>points</th>"
+        f"<th>details</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    parts.append("<h2>Your answers</h2>")
+    for name in ("part4_q1", "part4_q2"):
+        text = doc.get("answers", {}).get(name)
+        if text is None:
+            body = "<p><em>(not available: see the check above)</em></p>"
+        elif is_unanswered(text):
+            body = "<p><em>(unanswered)</em></p>"
+        else:
+            body = render_markdown(clean_answer(text))
+        parts.append(f'<h3>{e(titles.get(name, name))}</h3><div class="answer">{body}</div>')
+    return page(f"hw2 feedback: {doc['student_id']}", "\n".join(parts))

@@ -1,0 +1,151 @@
+"""The batch's outputs: grades.csv, grades.json, report.html (with inline plots), feedback pages
+and the summary table printed at the end. All are rebuilt from the per-student results."""
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+from tools.checks import CHECKS, MAX_AUTO_POINTS
+from tools.grading.feedback import feedback_html, page, status_cell
+from tools.grading.runner import write_atomic
+
+COLUMNS = ("student_id", "check", "points", "max_points", "status", "message", "seconds")
+
+
+def rows(docs: list[dict]) -> list[dict]:
+    """One row per student and check."""
+    return [
+        {"student_id": d["student_id"], **{k: c[k] for k in COLUMNS[1:]}}
+        for d in docs
+        for c in d["checks"]
+    ]
+
+
+def check_stats(docs: list[dict]) -> list[dict]:
+    """Per check: how many passed, and the mean points."""
+    stats = []
+    n = max(len(docs), 1)
+    for check in CHECKS:
+        cs = [c for d in docs for c in d["checks"] if c["check"] == check.name]
+        counts = {}
+        for c in cs:
+            counts[c["status"]] = counts.get(c["status"], 0) + 1
+        stats.append({
+            "check": check.name,
+            "max_points": check.points,
+            "kind": check.kind,
+            "passed": counts.get("passed", 0),
+            "statuses": counts,
+            "mean_points": sum(c["points"] for c in cs) / n,
+        })  # fmt: skip
+    return stats
+
+
+def write_all(docs: list[dict], out: Path) -> None:
+    """Write every report file of the batch into ``out``."""
+    table = rows(docs)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    write_atomic(out / "grades.csv", buf.getvalue().encode())
+    summary = {
+        "max_points": MAX_AUTO_POINTS,
+        "students": {d["student_id"]: {"score": d["score"], "notes": d["notes"]} for d in docs},
+        "checks": check_stats(docs),
+        "rows": table,
+    }
+    write_atomic(out / "grades.json", (json.dumps(summary, indent=1) + "\n").encode())
+    titles = {c.name: c.title for c in CHECKS}
+    for d in docs:
+        write_atomic(out / "feedback" / f"{d['student_id']}.html",
+                     feedback_html(d, titles).encode())  # fmt: skip
+    write_atomic(out / "report.html", report_html(docs).encode())
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def plots(docs: list[dict]) -> tuple[str, str]:
+    """Inline SVG of the score distribution and of each check's pass rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "none"
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist([d["score"] for d in docs], bins=range(0, MAX_AUTO_POINTS + 6, 5), color="#0969da")
+    ax.set_xlabel(f"automatic score (of {MAX_AUTO_POINTS})")
+    ax.set_ylabel("students")
+    ax.set_title("Score distribution")
+    scores = _svg(fig)
+    plt.close(fig)
+
+    stats = [s for s in check_stats(docs) if s["kind"] == "auto"]
+    n = max(len(docs), 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.barh([s["check"] for s in stats], [100 * s["passed"] / n for s in stats], color="#1a7f37")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("students passing (%)")
+    ax.set_title("Pass rate of each check")
+    rates = _svg(fig)
+    plt.close(fig)
+    return scores, rates
+
+
+def report_html(docs: list[dict]) -> str:
+    """The class summary page."""
+    e = html.escape
+    n = len(docs)
+    mean = sum(d["score"] for d in docs) / max(n, 1)
+    scores_svg, rates_svg = plots(docs)
+    stat_rows = "".join(
+        f"<tr><td>{e(s['check'])}</td><td>{s['max_points']}</td><td>{s['passed']} / {n}</td>"
+        f"<td>{s['mean_points']:.1f}</td><td>{e(_counts(s['statuses']))}</td></tr>"
+        for s in check_stats(docs)
+    )
+    student_rows = "".join(
+        f'<tr><td><a href="feedback/{e(d["student_id"])}.html">{e(d["student_id"])}</a></td>'
+        f"<td>{d['score']} / {d['max_score']}</td>"
+        + "".join(status_cell(c["status"]) for c in d["checks"])
+        + "</tr>"
+        for d in docs
+    )
+    heads = "".join(f"<th><small>{e(c.name)}</small></th>" for c in CHECKS)
+    body = f"""
+<h1>hw2 Part 4: class report</h1>
+<p>{n} students; mean automatic score {mean:.1f} / {MAX_AUTO_POINTS}.</p>
+<div>{scores_svg}</div>
+<div>{rates_svg}</div>
+<h2>Checks</h2>
+<table><thead><tr><th>check</th><th>points</th><th>passed</th><th>mean points</th>
+<th>statuses</th></tr></thead><tbody>{stat_rows}</tbody></table>
+<h2>Students</h2>
+<div style="overflow-x:auto"><table><thead><tr><th>student</th><th>score</th>{heads}</tr></thead>
+<tbody>{student_rows}</tbody></table></div>
+"""
+    return page("hw2 Part 4: class report", body)
+
+
+def _counts(statuses: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+
+
+def summary_table(docs: list[dict]) -> str:
+    """The plain-text summary printed at the end of a run."""
+    n = len(docs)
+    lines = [f"{'check':<28}{'points':>7}{'passed':>10}{'mean':>8}"]
+    for s in check_stats(docs):
+        passed = f"{s['passed']}/{n}" if s["kind"] == "auto" else "manual"
+        lines.append(f"{s['check']:<28}{s['max_points']:>7}{passed:>10}{s['mean_points']:>8.1f}")
+    mean = sum(d["score"] for d in docs) / max(n, 1)
+    lines.append(f"{'total (mean score)':<28}{MAX_AUTO_POINTS:>7}{'':>10}{mean:>8.1f}")
+    return "\n".join(lines)
