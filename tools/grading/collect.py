@@ -13,9 +13,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cs236781.submit import STUDENT_ID_RE as ID_RE
 from tools.checks import STUDENT_FILES
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 FILE_CAP = 1 << 20  # bytes of one student file
 ZIP_CAP = 16 << 20  # bytes of one zip
 ZIP_ENTRIES_MAX = 200

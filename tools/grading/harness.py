@@ -219,7 +219,7 @@ def describe_error(exc: BaseException, sub: str) -> str:
     elif isinstance(exc, SyntaxError):
         what = f"{type(exc).__name__}: {exc.msg}"
     else:
-        what = f"{type(exc).__name__}: {exc}".strip()
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     where = ""
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename.startswith(sub):
