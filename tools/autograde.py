@@ -26,8 +26,13 @@ from tools.grading.runner import Options, run_batch  # noqa: E402
 from tools.grading.sandbox import SandboxUnavailable, require_bwrap  # noqa: E402
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"autograde: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("submitted", type=Path, help="folder of submissions")
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument("--workers", type=int, default=2, help="sandboxed workers (default 2)")
