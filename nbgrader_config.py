@@ -43,3 +43,6 @@ c.GenerateFeedback.preprocessors = [
     ClearHiddenTests,
     CSSHTMLHeaderPreprocessor,
 ]
+
+# The overfit cell trains for a few seconds on a laptop; a loaded grading machine needs more.
+c.Execute.timeout = 300
