@@ -322,6 +322,21 @@ def differences(expected: dict[str, bytes], actual: dict[str, bytes]) -> list[st
     return problems
 
 
+def write_tree(directory: Path, files: dict[str, bytes]) -> None:
+    """Make ``directory`` hold exactly ``files``: rewrite what differs, delete the rest
+    (caches included), leave identical files untouched."""
+    for rel, data in files.items():
+        path = directory / rel
+        if not path.is_file() or path.read_bytes() != data:
+            _write(path, data)
+    for path in sorted(directory.rglob("*"), reverse=True):
+        rel = str(path.relative_to(directory))
+        if path.is_file() and rel not in files:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify release/, write nothing")
@@ -341,9 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"release: {RELEASE_DIR}/ matches its sources ({len(files)} files)")
             return 0
         files = build(ROOT, ROOT)
-        _clear(release)
-        for rel, data in files.items():
-            _write(release / rel, data)
+        write_tree(release, files)
     except ReleaseError as e:
         print(f"release: {e}", file=sys.stderr)
         return 1
