@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument("--workers", type=int, default=2, help="sandboxed workers (default 2)")
     parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds allowed to each check (default 60)")  # fmt: skip
+                        help="CPU seconds per check (default 60; wall clock: 2x+5)")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="regrade students already graded")
     parser.add_argument("--unsandboxed", action="store_true",
                         help="run without bubblewrap: only for trusted code")  # fmt: skip

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tools.grading import harness
+from tools.grading.sandbox import wall_clock
 
 ATOL, RTOL = 1e-3, 1e-5
 OVERFIT_MIN_ACCURACY = 90.0
@@ -164,8 +165,10 @@ def grade_outputs(check: str, outputs: dict, exp: Expected, ctx: dict) -> tuple[
 def run_failure(reply: dict, outputs: dict[str, bytes], timeout: float) -> tuple[str, str] | None:
     """``(status, message)`` when the task did not finish normally, else ``None``."""
     if reply.get("timed_out"):
-        return "timeout", f"did not finish within the time limit ({timeout:g} s)"
+        return "timeout", f"did not finish in {wall_clock(timeout):g} s (waiting, not computing?)"
     sig = reply.get("signal")
+    if sig == signal.SIGXCPU:
+        return "timeout", f"used more than the {timeout:g} s of CPU time allowed to a check"
     if isinstance(sig, int):
         return "error", f"the process crashed: {_signal_name(sig)}"
     if "error.json" in outputs:

@@ -16,6 +16,7 @@ The parent imports this module too, for the task table and the inputs it needs t
 """
 
 import json
+import math
 import os
 import selectors
 import shutil
@@ -299,14 +300,14 @@ class Zygote:
         if not self.wipe():
             return {"error": "scratch folder could not be cleaned"}
         (self.work / "out").mkdir(parents=True)
-        timeout = float(request["timeout"])
+        wall = float(request["wall"])
         r, w = os.pipe()
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             self._child(r, w, request)
         os.close(w)
-        exited, timed_out, head, total = self._supervise(pid, r, start + timeout)
+        exited, timed_out, head, total = self._supervise(pid, r, start + wall)
         if not exited:
             os.killpg(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -381,7 +382,7 @@ class Zygote:
             import torch
 
             torch.set_num_threads(1)  # a child forked after torch ops hangs without this
-            cpu = int(float(request["timeout"])) + 2
+            cpu = math.ceil(float(request["timeout"]))  # CPU seconds: the same under any load
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
             os.chdir(self.work)
             sys.path.insert(0, self.sub)

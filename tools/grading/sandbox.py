@@ -61,6 +61,13 @@ RESPONSE_CAP = 1 << 20
 START_TIMEOUT = 180.0
 
 
+def wall_clock(cpu_seconds: float) -> float:
+    """The wall-clock limit of a task allowed ``cpu_seconds`` of CPU time. The CPU limit is
+    what decides (it does not depend on how busy the machine is); the wall-clock limit only
+    catches tasks that wait without computing."""
+    return 2 * cpu_seconds + 5
+
+
 class SandboxUnavailable(RuntimeError):
     """The sandbox cannot be set up on this machine (the grader cannot run)."""
 
@@ -257,7 +264,8 @@ class Worker:
     # -- tasks
 
     def run(self, task: str, timeout: float, args: dict | None = None) -> dict:
-        """Run ``task`` in a fresh child of the zygote; return the zygote's account of it.
+        """Run ``task`` in a fresh child of the zygote, allowed ``timeout`` CPU seconds; return
+        the zygote's account of it.
 
         Raises ``WorkerDied`` when the zygote does not answer in time (the worker is then
         stopped, and started again by the next call).
@@ -265,7 +273,12 @@ class Worker:
         if not self.alive():
             self.stop()
             self.start()
-        request = {"task": task, "timeout": timeout, "args": args or {}}
+        request = {
+            "task": task,
+            "timeout": timeout,
+            "wall": wall_clock(timeout),
+            "args": args or {},
+        }
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
@@ -273,7 +286,7 @@ class Worker:
             self.stop()
             raise WorkerDied(f"could not send the task: {e}") from e
         try:
-            reply = self._read_reply(timeout + 15.0)
+            reply = self._read_reply(wall_clock(timeout) + 15.0)
         except WorkerDied:
             self.stop()
             raise
