@@ -54,7 +54,7 @@ NB_RELEASE = BUILD_DIR / "release" / ASSIGNMENT
 MODULES = ("hw2/__init__.py", "hw2/mlp.py", *STUDENT_FILES)
 HELPERS = tuple(
     f"cs236781/{name}.py"
-    for name in ("__init__", "answers", "assets", "data", "plot", "train_results")
+    for name in ("__init__", "answers", "assets", "data", "plot", "submit", "train_results")
 )
 PUBLIC_ASSETS = tuple(
     f"tests/assets/{name}" for name in (*(s.file for s in PUBLIC_SPECS), "manifest.json")
@@ -277,6 +277,8 @@ Without network access, `HW2_OFFLINE_DATA=1` gives a synthetic stand-in with the
 - `cs236781/`: helpers (plots, data, answers display); do not change them.
 - `tests/assets/`: reference outputs of the test cells.
 - `imgs/`: the notebook's figures.
+
+To submit, run `python -m cs236781.submit --id STUDENT_ID` here and upload the zip.
 """
     return {"README.md": readme.encode(), "requirements.txt": requirements.encode()}
 
