@@ -1,7 +1,6 @@
 """hw2/training.py: the seed's overfit run on the offline data, and the trainer's contract."""
 
 import itertools
-import time
 
 import pytest
 import torch
@@ -39,6 +38,7 @@ def test_overfit_arguments_are_the_seeds(seed_cells, seed_call):
         assert line in code
 
 
+@pytest.mark.slow  # a few seconds alone, over ten on a busy machine
 def test_seed_overfit_run_on_offline_data():
     ds_train, _ = load_cifar10(offline=True)
     torch.manual_seed(SEED)
@@ -50,14 +50,12 @@ def test_seed_overfit_run_on_offline_data():
     optimizer = torch.optim.SGD(params=model.parameters(), **hp_optim)
     trainer = ClassifierTrainer(model, loss_fn, optimizer, "cpu")
 
-    start = time.perf_counter()
     accuracies = [
         trainer.train_epoch(dl_train, max_batches=MAX_BATCHES, verbose=False).accuracy
         for _ in range(EPOCHS)
     ]
     assert max(accuracies) >= MIN_ACCURACY
     assert accuracies[0] < MIN_ACCURACY, "the first epoch sees the images for the first time"
-    assert time.perf_counter() - start < 60
 
 
 # --- A tiny problem for the trainer's contract --------------------------------------------
