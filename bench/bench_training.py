@@ -6,9 +6,10 @@ Usage:
 Reports the trainer's training throughput (images/s) as a ratio to the loop
 ``zero_grad -> forward -> loss -> backward -> step`` on the same model, data and seeds (goal:
 >= 0.95), and the wall time of the seed notebook's overfit run on the offline data. The data
-are in-memory tensors so that data loading does not dominate; the two loops run interleaved
-the ratio is the median of the per-repetition ratios, which
-cancels slow drifts of the machine's load. Writes bench/results/training.json.
+are in-memory tensors so that data loading does not dominate. The two loops run interleaved,
+and the ratio is the median of the per-repetition ratios, which cancels slow drifts of the
+machine's load. Both wall and CPU time are reported; the goal is judged by CPU time, which
+other processes on a shared machine do not stretch. Writes bench/results/training.json.
 """
 
 import argparse

@@ -45,10 +45,6 @@ def build(spec) -> nn.Module:
     return getattr(cnn, spec.kind)(**spec.params)
 
 
-def conv_layers(module: nn.Module) -> list[nn.Conv2d]:
-    return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-
-
 # --- The seed's cells ---------------------------------------------------------------------
 
 
