@@ -1,0 +1,95 @@
+"""Feedback pages: answers rendered from Markdown, math as MathML that a browser lays out."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tools.checks import CHECKS
+from tools.grading.feedback import feedback_html, render_markdown
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ANSWER = r"""**Parameters.** A conv has $K^2 C_{in} C_{out}$ weights:
+
+$$2 \cdot (3^2 \cdot 256 \cdot 256 + 256) = \frac{1{,}180{,}160}{1}$$
+
+<script>alert("x")</script> and [a link](javascript:alert(1)) ![img](http://example.com/x.png)
+"""
+
+
+def doc(answer: str = ANSWER) -> dict:
+    checks = [
+        {"check": c.name, "points": 0, "max_points": c.points, "status": "failed",
+         "message": "<b>not bold</b>", "output": "", "seconds": 0.0}
+        for c in CHECKS
+    ]  # fmt: skip
+    return {"student_id": "s1", "score": 0, "max_score": 100, "notes": [], "checks": checks,
+            "answers": {"part4_q1": answer, "part4_q2": "### BEGIN SOLUTION\n$x$\n"}}  # fmt: skip
+
+
+def test_math_becomes_mathml_and_the_rest_is_escaped():
+    out = render_markdown(ANSWER)
+    assert out.count("<math") == 2 and 'display="block"' in out and "<mfrac>" in out
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert 'href="javascript' not in out and "<img" not in out  # nothing runs or is fetched
+
+
+def test_page_is_self_contained_and_escapes_messages():
+    page = feedback_html(doc(), {c.name: c.title for c in CHECKS})
+    assert "<b>not bold</b>" not in page and "&lt;b&gt;not bold" in page
+    for fetch in ("<script", "<link", "<img", 'src="'):
+        assert fetch not in page
+    assert "BEGIN SOLUTION" not in page  # markers are cleaned from answers
+
+
+def test_bad_tex_is_shown_as_source():
+    out = render_markdown(r"$\frac{1}{$ and $\undefinedmacro{x}$")
+    assert "<" in out  # rendered something, did not raise
+
+
+MEASURE = """
+<script>
+window.addEventListener("load", () => {
+  const boxes = [...document.querySelectorAll("math")].map((m) => {
+    const r = m.getBoundingClientRect();
+    return {display: m.getAttribute("display"), w: r.width, h: r.height,
+            mathml: m instanceof MathMLElement};
+  });
+  const frac = document.querySelector("mfrac");
+  const parts = frac ? [...frac.children].map((c) => c.getBoundingClientRect().top) : [];
+  const out = document.createElement("pre");
+  out.id = "measured";
+  out.textContent = JSON.stringify({boxes, parts});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def test_chromium_lays_out_the_math(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    page = feedback_html(doc(), {c.name: c.title for c in CHECKS})
+    html_path = tmp_path / "page.html"
+    # the measuring script is added to a copy: the page itself has none
+    html_path.write_text(page.replace("</body>", MEASURE + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=3000", "--dump-dom", html_path.as_uri()]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    measured = json.loads(dom.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
+                          .replace("&quot;", '"'))  # fmt: skip
+    boxes = measured["boxes"]
+    assert len(boxes) >= 3  # 2 in answer 1, 1 in answer 2
+    assert all(b["mathml"] and b["w"] > 0 and b["h"] > 0 for b in boxes), boxes
+    block = [b for b in boxes if b["display"] == "block"]
+    assert block and block[0]["h"] > max(b["h"] for b in boxes if b["display"] != "block")
+    numerator, denominator = measured["parts"]
+    assert denominator > numerator  # the fraction is stacked, not inline text
