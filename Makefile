@@ -48,6 +48,8 @@ demo: $(STAMP)
 	$(VPY) tools/regen_assets.py --check
 	$(VPY) tools/release.py
 	$(VPY) tools/release.py --check
+	$(VPY) tools/make_examples.py
+	$(VPY) tools/make_examples.py --check
 	$(VPY) tools/autograde.py $(SUBMITTED) --out $(OUT) --force
 	@echo "report: $(OUT)/report.html"
 
