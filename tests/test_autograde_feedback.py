@@ -37,7 +37,11 @@ def test_math_becomes_mathml_and_the_rest_is_escaped():
 
 
 def test_page_is_self_contained_and_escapes_messages():
-    page = feedback_html(doc(), {c.name: c.title for c in CHECKS})
+    d = doc()
+    for c in d["checks"]:
+        c["output"] = f"printed by {c['check']}"
+    page = feedback_html(d, {c.name: c.title for c in CHECKS})
+    assert "printed by cnn_0" in page and "printed by hidden_cnn" not in page
     assert "<b>not bold</b>" not in page and "&lt;b&gt;not bold" in page
     for fetch in ("<script", "<link", "<img", 'src="'):
         assert fetch not in page

@@ -9,6 +9,7 @@ import html
 from functools import cache
 
 from cs236781.answers import clean_answer, is_unanswered
+from tools.checks import CHECKS_BY_NAME
 
 STATUS_COLORS = {
     "passed": "#1a7f37",
@@ -88,7 +89,8 @@ def feedback_html(doc: dict, titles: dict[str, str]) -> str:
     rows = []
     for c in doc["checks"]:
         output = ""
-        if c.get("output"):
+        hidden = c["check"] in CHECKS_BY_NAME and CHECKS_BY_NAME[c["check"]].hidden
+        if c.get("output") and not hidden:  # a hidden check's prints could reveal its setup
             output = f"<details><summary>output</summary><pre>{e(c['output'])}</pre></details>"
         rows.append(
             f"<tr><td>{e(c['check'])}<br><small>{e(titles.get(c['check'], ''))}</small></td>"
