@@ -139,6 +139,18 @@ for _cls in (CNN, ResNet, ResidualBlock, ResidualBottleneckBlock):
 """
 
 
+# A forward pass that knows the offline data's class templates: it "classifies" the overfit
+# images perfectly with untrained weights, so only a trusted evaluation of the trained
+# parameters can tell that nothing was learned.
+RECOGNIZE = """        from cs236781.data import SyntheticCIFAR10
+        if tuple(x.shape[1:]) == (3, 32, 32):
+            t = SyntheticCIFAR10(size=1).templates
+            d = ((x[:, None] - t[None]) ** 2).flatten(2).sum(-1)
+            return -d + 0 * z
+        return z
+"""
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("cheats")
@@ -160,6 +172,10 @@ def batch(tmp_path_factory):
          "        return EpochResult(losses=losses, accuracy=100.0)"),
         ("hw2/training.py", "        self.optimizer.step()\n", ""),
     ])  # reports 100% without training  # fmt: skip
+    make_submission(sub, "recognize", replace=[
+        ("hw2/classifier.py", "        return z\n", RECOGNIZE),
+        ("hw2/training.py", "        self.optimizer.step()\n", ""),
+    ])  # classifies the training images by their content, without training  # fmt: skip
     done = autograde(sub, out, timeout=TIMEOUT)
     assert done.returncode == 0, done.stderr
     alone_sub, alone_out = root / "alone", root / "alone_out"
@@ -231,3 +247,11 @@ def test_reported_accuracy_is_not_trusted(batch):
     assert "reported up to 100%" in row["message"]
     assert table["fakeacc"]["cnn_0"]["status"] == "passed"
     assert HIDDEN_SPECS  # the hidden specs exist: the checks above are meaningful
+
+
+def test_recognizing_the_images_is_not_learning(batch):
+    table, _, _ = batch
+    row = table["recognize"]["overfit"]
+    assert "reported up to 100%" in row["message"]  # the cheat fools its own trainer
+    assert row["status"] == "failed" and row["points"] == 0
+    assert table["recognize"]["cnn_0"]["status"] == "passed"

@@ -57,7 +57,7 @@ class Expected:
                     f"reference tensor {path} is missing: run `python tools/regen_assets.py`"
                 )
             self.tensors[check] = torch.load(path, weights_only=True).numpy().astype(np.float64)
-        _, labels = harness.overfit_samples()
+        self.overfit_x, labels = harness.overfit_samples()
         self.overfit_labels = labels.numpy()
         z = harness.hidden_classifier_scores()
         self.hidden_scores = z.numpy().astype(np.float64)
@@ -127,17 +127,38 @@ def _grade_hidden_classifier(check: str, out: dict, exp: Expected, ctx: dict) ->
     return "argmax classes and probabilities are right"
 
 
+def trusted_overfit_model():
+    """The grader's own copy of the seed's overfit model (the solution's CNN, not the student's)."""
+    from hw2.classifier import ArgMaxClassifier
+    from hw2.cnn import CNN
+
+    return ArgMaxClassifier(model=CNN(**harness.OVERFIT_CNN))
+
+
 def _grade_overfit(check: str, out: dict, exp: Expected, ctx: dict) -> str:
-    """The parent's own accuracy: argmax of the returned scores against the labels it knows,
-    in the order it chose; the trainer's reported numbers are only shown."""
-    labels = exp.overfit_labels
-    n = len(labels)
+    """Load the returned trained parameters into the trusted model and measure its accuracy on
+    the training images here; the trainer's reported numbers are only shown."""
+    import torch
+
     reported = load_array(out, "accuracies")
     _shape(reported, (harness.OVERFIT["num_epochs"],), "per-epoch accuracies")
-    scores = load_array(out, "scores")
-    _shape(scores, (n, 10), "scores of the trained model")
-    order = np.asarray(ctx["order"])
-    accuracy = 100.0 * float(np.mean(scores.argmax(axis=1) == labels[order]))
+    model = trusted_overfit_model()
+    expected = [tuple(p.shape) for p in model.parameters()]
+    returned = sorted(k for k in out if k.startswith("param_") and k.endswith(".npy"))
+    if len(returned) != len(expected):
+        raise Invalid(
+            f"the trained model has {len(returned)} parameter tensors, the seed's CNN "
+            f"{len(expected)}: build the layers as the seed prints them (see the cnn checks)"
+        )
+    with torch.no_grad():
+        for i, p in enumerate(model.parameters()):
+            arr = load_array(out, f"param_{i:02d}")
+            _shape(arr, p.shape, f"trained parameter {i}")
+            p.copy_(torch.from_numpy(arr.astype(np.float32)))
+        model.train(False)
+        predictions = model.model(exp.overfit_x).argmax(dim=1).numpy()
+    n = len(exp.overfit_labels)
+    accuracy = 100.0 * float(np.mean(predictions == exp.overfit_labels))
     best = float(reported.max())
     summary = f"the trained model classifies {accuracy:.0f}% of the {n} training images"
     if accuracy < OVERFIT_MIN_ACCURACY:

@@ -61,6 +61,8 @@ OVERFIT_CNN = dict(
     conv_params=dict(kernel_size=3, stride=1, padding=1), pooling_params=dict(kernel_size=2),
 )  # fmt: skip
 SEED = 42
+# Returned parameters of the trained overfit model at most (the seed's CNN has 6).
+OVERFIT_MAX_PARAMS = 12
 
 
 def task_of(check: str) -> str:
@@ -134,11 +136,12 @@ def _hidden_classifier_task(args: dict) -> dict:
 
 
 def _overfit_task(args: dict) -> dict:
-    """The seed's overfit run with the student's classifier, trainer and hyperparameters.
+    """The seed's overfit run with the student's CNN, classifier, trainer and hyperparameters.
 
-    Returns what the trainer reported per epoch and the trained model's scores on the training
-    images in the order ``args["order"]`` (chosen by the parent), from which the parent
-    computes the accuracy itself.
+    Returns what the trainer reported per epoch and the trained parameters, in the order of
+    ``model.parameters()``. The parent loads them into its own trusted copy of the seed's CNN
+    and measures the accuracy itself, so neither a forged accuracy nor a forward pass that
+    recognizes the images instead of learning them can pass.
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -160,10 +163,11 @@ def _overfit_task(args: dict) -> dict:
     for _ in range(OVERFIT["num_epochs"]):
         res = trainer.train_epoch(dl_train, max_batches=OVERFIT["max_batches"], verbose=False)
         accuracies.append(float(res.accuracy))
-    model.train(False)
-    with torch.no_grad():
-        scores = model(x[torch.tensor(args["order"])])
-    return {"accuracies": torch.tensor(accuracies, dtype=torch.float64), "scores": scores}
+    params = list(model.parameters())[:OVERFIT_MAX_PARAMS]
+    return {
+        "accuracies": torch.tensor(accuracies, dtype=torch.float64),
+        **{f"param_{i:02d}": p.detach() for i, p in enumerate(params)},
+    }
 
 
 def _answers_task(args: dict) -> dict:
