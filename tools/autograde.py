@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if not args.submitted.is_dir():
-            raise SandboxUnavailable(f"{args.submitted} is not a folder of submissions")
+            raise SandboxUnavailable(
+                f"{args.submitted} is not a folder: pass the folder that holds "
+                f"<student_id>/hw2/ folders or <student_id>.zip files"
+            )
         if not args.unsandboxed:
             require_bwrap()
         opts = Options(
@@ -67,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for note in skipped:
         print(f"autograde: {note}", file=sys.stderr)
+    if not docs:
+        print(
+            f"autograde: no submissions in {args.submitted} (expected <student_id>/hw2/ "
+            f"folders or <student_id>.zip files); wrote an empty report",
+            file=sys.stderr,
+        )
     print(report.summary_table(docs))
     print(
         f"graded {len(docs)} submission(s) in {time.monotonic() - start:.1f} s; "
