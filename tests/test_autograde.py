@@ -152,3 +152,22 @@ def test_zip_and_folder_give_the_same_files(tmp_path):
     found = dict(find_submissions(tmp_path)[0])
     a, b = load_submission("s1", found["s1"]), load_submission("s2", found["s2"])
     assert a.files == b.files and a.fingerprint() == b.fingerprint() and not a.notes
+
+
+def test_group_output_is_split_by_task():
+    from tools.grading.harness import GROUP_MARK
+    from tools.grading.runner import OUTPUT_KEEP, keep_output, split_group_output
+
+    # what run_group prints: a marker line before each task, even after output with no newline
+    text = (
+        f"\n{GROUP_MARK}cnn_0\nhello\nno newline\n{GROUP_MARK}cnn_1\n\n{GROUP_MARK}resblock\nbye\n"
+    )
+    assert split_group_output(text) == {
+        "cnn_0": "hello\nno newline",
+        "cnn_1": "",
+        "resblock": "bye",
+    }
+    long = keep_output("x" * (OUTPUT_KEEP + 10), 0)
+    assert long.startswith("x" * OUTPUT_KEEP) and f"{OUTPUT_KEEP + 10} bytes in all" in long
+    assert keep_output("short", 0) == "short"
+    assert "truncated" in keep_output("short", 10_000)

@@ -25,6 +25,12 @@ from tools.grading.compare import CheckResult, Expected, clip
 from tools.grading.sandbox import ROOT, Limits, UnsafeOutput, Worker, WorkerDied, build_kit
 
 OUTPUT_KEEP = 4000  # characters of a task's output kept in the results
+# Tasks run on their own even when the others share one child: the long training run keeps
+# its own CPU budget.
+UNGROUPED_TASKS = ("overfit",)
+# CPU seconds a group of short tasks may take (about 1 s for a correct submission); a group
+# that does not finish in time is run again task by task, each with the full timeout.
+GROUP_TIMEOUT = 20.0
 GRADER_FILES = (
     "tools/checks.py", "tools/asset_specs.py", "tools/grading/harness.py",
     "tools/grading/compare.py", "tools/grading/runner.py", "hw2/mlp.py", "hw2/__init__.py",
@@ -75,36 +81,74 @@ class StudentGrader:
         self.exp = expected
         self.opts = opts
 
-    def call(self, task: str, args: dict | None = None):
+    def call(self, task: str, args: dict | None = None, timeout: float | None = None):
         """Run ``task``; return ``(failure, outputs, output_text, seconds)``, where
         ``failure`` is ``(status, message)`` or ``None``."""
+        timeout = self.opts.timeout if timeout is None else timeout
         try:
-            reply = self.worker.run(task, self.opts.timeout, args)
+            reply = self.worker.run(task, timeout, args)
         except WorkerDied as e:
             status = "timeout" if "no answer" in str(e) else "error"
             return (status, f"the grading process stopped ({e})"), {}, "", 0.0
         if "error" in reply:
             return ("error", f"grader: {clip(reply['error'])}"), {}, "", 0.0
-        output = str(reply.get("output", ""))[:OUTPUT_KEEP]
-        if reply.get("output_bytes", 0) > len(output):
-            output += f"\n[... output truncated: {reply['output_bytes']} bytes in all]"
+        output = str(reply.get("output", ""))
+        total = reply.get("output_bytes", 0)
+        if not task.startswith(harness.GROUP_PREFIX):
+            output = keep_output(output, total)
+        elif total > len(output.encode()):  # cut task by task in call_group
+            output += f"\n[... output truncated: {total} bytes in all]"
         seconds = float(reply.get("seconds") or 0.0)
         try:
             outputs = self.worker.outputs()
         except UnsafeOutput as e:
             return ("failed", clip(str(e))), {}, output, seconds
-        failure = compare.run_failure(reply, outputs, self.opts.timeout)
+        failure = compare.run_failure(reply, outputs, timeout)
         return failure, outputs, output, seconds
+
+    def call_group(self, tasks: list[str]) -> dict | None:
+        """Run ``tasks`` in one child (one fork instead of one per task); return
+        ``{task: (failure, outputs, output_text, seconds)}``, or ``None`` when the group did
+        not end normally, so that the caller runs the tasks one by one and each failure is
+        pinned on its own task."""
+        if len(tasks) < 2:
+            return None
+        timeout = min(self.opts.timeout, GROUP_TIMEOUT)
+        failure, outputs, output, _ = self.call(
+            harness.GROUP_PREFIX + ",".join(tasks), timeout=timeout
+        )
+        try:
+            summary = json.loads(outputs.get(harness.GROUP_SUMMARY, b"")[:100_000])
+        except ValueError:
+            return None
+        if failure is not None or not isinstance(summary, dict):
+            return None
+        if any(not isinstance(summary.get(t), dict) for t in tasks):
+            return None
+        texts = {t: keep_output(text, 0) for t, text in split_group_output(output).items()}
+        results = {}
+        for task in tasks:
+            entry, prefix = summary[task], f"{task}."
+            own = {k.removeprefix(prefix): v for k, v in outputs.items() if k.startswith(prefix)}
+            error = entry.get("error")
+            task_failure = ("error", clip(str(error))) if error else None
+            seconds = entry.get("seconds")
+            seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
+            results[task] = (task_failure, own, texts.get(task, ""), seconds)
+        return results
 
     def probe_modules(self, sub: Submission) -> dict[str, tuple[str, str]]:
         """``module -> (state, message)``: "ok", "missing", or the import's failure."""
         states = {}
+        present = [m for m in harness.MODULES if f"hw2/{m}.py" in sub.files]
+        grouped = self.call_group([f"import:{m}" for m in present]) or {}
         for module in harness.MODULES:
             rel = f"hw2/{module}.py"
             if rel not in sub.files:
                 states[module] = ("missing", f"{rel} is not in the submission")
                 continue
-            failure, _, output, _ = self.call(f"import:{module}")
+            task = f"import:{module}"
+            failure, _, output, _ = grouped[task] if task in grouped else self.call(task)
             if failure is None:
                 states[module] = ("ok", "")
             else:
@@ -117,7 +161,7 @@ class StudentGrader:
         self.worker.install(sub.files)
         try:
             states = self.probe_modules(sub)
-            results, answers, cache = [], {}, {}
+            results, answers, cache = [], {}, self.prefetch(states)
             for check in CHECKS:
                 results.append(self.grade_check(check, states, answers, cache))
         finally:
@@ -134,6 +178,18 @@ class StudentGrader:
             "checks": [r.to_dict() for r in results],
             "answers": answers,
         }
+
+    def prefetch(self, states: dict) -> dict:
+        """Run every short task whose modules imported, all in one child; the per-check
+        cache of ``grade_check`` (empty when the group has to be run task by task)."""
+        tasks = []
+        for check in CHECKS:
+            task = harness.task_of(check.name)
+            ready = all(states[m][0] == "ok" for m in harness.TASK_MODULES[task])
+            if ready and task not in UNGROUPED_TASKS and task not in tasks:
+                tasks.append(task)
+        grouped = self.call_group(tasks) or {}
+        return {task: result + ({},) for task, result in grouped.items()}
 
     def grade_check(self, check, states, answers: dict, cache: dict) -> CheckResult:
         task = harness.task_of(check.name)
@@ -172,6 +228,26 @@ class StudentGrader:
             result.message = f"answered ({len(text.split())} words); graded by the staff"
 
 
+def keep_output(output: str, total_bytes: int) -> str:
+    """At most ``OUTPUT_KEEP`` characters of a task's output, saying when more was printed."""
+    if len(output) > OUTPUT_KEEP or total_bytes > len(output.encode()):
+        total = max(total_bytes, len(output.encode()))
+        return output[:OUTPUT_KEEP] + f"\n[... output truncated: {total} bytes in all]"
+    return output
+
+
+def split_group_output(output: str) -> dict[str, str]:
+    """A group's captured output, split by task at the marker lines the harness prints."""
+    texts, task = {}, None
+    for line in output.split("\n"):  # not splitlines(): it splits at GROUP_MARK too
+        if line.startswith(harness.GROUP_MARK):
+            task = line[len(harness.GROUP_MARK) :].strip()
+            texts.setdefault(task, "")
+        elif task is not None:
+            texts[task] += line + "\n"
+    return {task: text.strip("\n") for task, text in texts.items()}
+
+
 def stored_is_current(path: Path, sub: Submission, version: str) -> bool:
     """Whether ``path`` holds results for exactly these files from this grader."""
     try:
@@ -198,25 +274,30 @@ def run_batch(submitted: Path, out: Path, opts: Options) -> tuple[list[dict], li
             todo.put(sub)
     pending = todo.qsize()
     if pending:
-        expected = Expected()
         bar = tqdm(total=pending, desc="grading", unit="student", disable=not opts.progress)
         with tempfile.TemporaryDirectory(prefix="hw2-grade-") as tmp:
-            _grade_all(todo, Path(tmp), expected, opts, results_dir, bar)
+            _grade_all(todo, Path(tmp), opts, results_dir, bar)
         bar.close()
     docs = [json.loads((results_dir / f"{s.student_id}.json").read_text()) for s in subs]
     return docs, skipped
 
 
-def _grade_all(todo, tmp: Path, expected, opts: Options, results_dir: Path, bar) -> None:
+def _grade_all(todo, tmp: Path, opts: Options, results_dir: Path, bar) -> None:
     kit = build_kit(tmp / "kit")
     errors: list[BaseException] = []
     lock = threading.Lock()
+    # The workers start (each imports torch in its sandbox) while this thread loads the
+    # references, so that the two start-ups overlap.
+    loaded, shared = threading.Event(), {}
 
     def work(slot: int) -> None:
         worker = Worker(slot, kit, tmp, opts.limits, sandboxed=opts.sandboxed)
         try:
             worker.start()
-            grader = StudentGrader(worker, expected, opts)
+            loaded.wait()
+            if "expected" not in shared:
+                return
+            grader = StudentGrader(worker, shared["expected"], opts)
             while not errors:
                 try:
                     sub = todo.get_nowait()
@@ -236,6 +317,12 @@ def _grade_all(todo, tmp: Path, expected, opts: Options, results_dir: Path, bar)
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(slots)]
     for t in threads:
         t.start()
+    try:
+        shared["expected"] = Expected()
+    except BaseException as e:  # noqa: BLE001 - reported below, after the workers stop
+        errors.append(e)
+    finally:
+        loaded.set()
     for t in threads:
         t.join()
     if errors:

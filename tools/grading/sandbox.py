@@ -56,7 +56,8 @@ KIT_PACKAGES = ("cs236781",)
 TRUSTED_HW2 = ("hw2/__init__.py", "hw2/mlp.py")
 BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from tools.grading.harness import zygote_main; zygote_main(sys.argv[1:])"  # noqa: E501
 OUTPUT_FILE_CAP = 8 << 20
-OUTPUT_FILES_MAX = 16
+OUTPUT_FILES_MAX = 64  # a group of tasks writes a few files per task
+OUTPUT_TOTAL_CAP = 64 << 20
 RESPONSE_CAP = 1 << 20
 START_TIMEOUT = 180.0
 
@@ -372,7 +373,13 @@ def read_outputs(base: str, parts: tuple[str, ...]) -> dict[str, bytes]:
         names = os.listdir(fd)
         if len(names) > OUTPUT_FILES_MAX:
             raise UnsafeOutput(f"too many output files ({len(names)})")
-        return {name: _read_capped(fd, name) for name in names}
+        files, total = {}, 0
+        for name in names:
+            files[name] = _read_capped(fd, name)
+            total += len(files[name])
+            if total > OUTPUT_TOTAL_CAP:
+                raise UnsafeOutput(f"outputs too large in all (over {OUTPUT_TOTAL_CAP} bytes)")
+        return files
     finally:
         os.close(fd)
 
