@@ -193,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         f"seed overfit run (offline data, 25 x 25 batches of 2): "
         f"{overfit['wall_time_s']:.2f} s, best accuracy {overfit['best_accuracy']:.0f}%"
     )
+    load_after = os.getloadavg()[0]
+    busy = max(load_before, load_after) > (os.cpu_count() or 1) - 1
     print(
-        f"machine load (1 min) {load_before:.1f} -> {os.getloadavg()[0]:.1f} on "
-        f"{os.cpu_count()} cpus: above the cpu count, expect noise"
+        f"machine load (1 min) {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} "
+        f"cpus{': other work was running, expect noise' if busy else ''}"
     )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0 if result["passed"] else 1

@@ -133,7 +133,8 @@ class Trainer(ABC):
                 losses.append(result.loss)
                 num_correct += result.num_correct
                 num_samples += len(batch[1])
-                pbar.set_postfix(loss=f"{result.loss:.3f}", refresh=False)
+                if verbose:  # formatting the postfix costs about 1% of a small batch
+                    pbar.set_postfix(loss=f"{result.loss:.3f}", refresh=False)
                 pbar.update()
             accuracy = 100.0 * num_correct / max(num_samples, 1)
             avg_loss = sum(losses) / max(len(losses), 1)
