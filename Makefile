@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 SUBMITTED ?= examples/submissions
 OUT     ?= out/demo
 
-.PHONY: all demo test lint venv assets assets-check release release-check grade bench clean
+.PHONY: all demo test lint venv sysdeps assets assets-check release release-check grade bench clean
 
 all: test
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# bubblewrap and chromium (apt-get as root; otherwise it says what to install)
+sysdeps:
+	@bash tools/sysdeps.sh
+
 assets: $(STAMP)
 	$(VPY) tools/regen_assets.py
 
@@ -33,17 +37,17 @@ release: $(STAMP)
 release-check: $(STAMP)
 	$(VPY) tools/release.py --check
 
-grade: $(STAMP)
+grade: $(STAMP) sysdeps
 	$(VPY) tools/autograde.py $(SUBMITTED) --out $(OUT)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 
-test: $(STAMP) lint
+test: $(STAMP) sysdeps lint
 	$(VPY) -m pytest -n 2 tests
 
-demo: $(STAMP)
+demo: $(STAMP) sysdeps
 	$(VPY) tools/regen_assets.py
 	$(VPY) tools/regen_assets.py --check
 	$(VPY) tools/release.py
