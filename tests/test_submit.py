@@ -59,7 +59,14 @@ def test_missing_file_is_refused(tmp_path):
     assert not (tmp_path / "s1.zip").exists()
 
 
-@pytest.mark.parametrize("bad", ["../evil", "a/b", "", " s1", "a" * 65, ".hidden", "x y"])
+@pytest.mark.parametrize("good", ["s1", "José", "ivan.petrov@uni", "李明", "x"])
+def test_plain_ids_are_accepted(good):
+    assert submit.check_id(good) == good
+
+
+@pytest.mark.parametrize(
+    "bad", ["../evil", "a/b", "", " s1", "a" * 65, ".hidden", "x y", "_x", "a\\b", "=cmd"]
+)
 def test_bad_ids_are_refused(tmp_path, bad):
     done = run("--id", bad, "--dir", str(REPO), "--out", str(tmp_path))
     assert done.returncode == 1 and "invalid student id" in done.stderr

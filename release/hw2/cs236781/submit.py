@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from cs236781.answers import is_unanswered
 # same list; a test keeps the two equal).
 STUDENT_FILES = ("hw2/cnn.py", "hw2/classifier.py", "hw2/training.py", "hw2/answers.py")
 ANSWER_NAMES = ("part4_q1", "part4_q2")
-STUDENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+# Letters and digits of any script (names like "José" are ids too), then also _ . @ + -.
+STUDENT_ID_RE = re.compile(r"^[^\W_][\w.@+-]{0,63}$")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -34,6 +36,7 @@ class SubmitError(Exception):
 
 def check_id(student_id: str) -> str:
     """``student_id`` if it is a plain id (letters, digits, ``_.@+-``), else ``SubmitError``."""
+    student_id = unicodedata.normalize("NFC", student_id)
     if not STUDENT_ID_RE.match(student_id):
         raise SubmitError(
             f"invalid student id {student_id!r}: use letters, digits and _ . @ + - only "
