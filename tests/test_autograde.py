@@ -171,3 +171,16 @@ def test_group_output_is_split_by_task():
     assert long.startswith("x" * OUTPUT_KEEP) and f"{OUTPUT_KEEP + 10} bytes in all" in long
     assert keep_output("short", 0) == "short"
     assert "truncated" in keep_output("short", 10_000)
+
+
+def test_entries_that_are_not_submissions_are_reported(tmp_path):
+    submitted, out = tmp_path / "submitted", tmp_path / "out"
+    (submitted / "a b" / "hw2").mkdir(parents=True)
+    (submitted / "notes.txt").write_text("not a submission")
+    done = autograde(submitted, out, "--unsandboxed")  # nothing to run: no sandbox needed
+    assert done.returncode == 0, done.stderr
+    assert "no submissions" in done.stderr and "'a b' is not a valid student id" in done.stderr
+    skipped = json.loads((out / "grades.json").read_text())["skipped"]
+    assert len(skipped) == 2 and any(s.startswith("notes.txt") for s in skipped)
+    page = (out / "report.html").read_text()
+    assert "Not graded" in page and "notes.txt" in page

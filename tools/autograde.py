@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         start = time.monotonic()
         docs, skipped = run_batch(args.submitted, args.out, opts)
-        report.write_all(docs, args.out)
+        report.write_all(docs, args.out, skipped)
     except (SandboxUnavailable, FileNotFoundError, PermissionError) as e:
         print(f"autograde: {e}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import html
 import io
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from tools.checks import CHECKS, MAX_AUTO_POINTS
 from tools.grading.feedback import feedback_html, page, status_cell
@@ -43,8 +44,9 @@ def check_stats(docs: list[dict]) -> list[dict]:
     return stats
 
 
-def write_all(docs: list[dict], out: Path) -> None:
-    """Write every report file of the batch into ``out``."""
+def write_all(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
+    """Write every report file of the batch into ``out``; ``skipped`` notes the entries of
+    the submissions folder that were not graded, and why."""
     table = rows(docs)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -56,13 +58,14 @@ def write_all(docs: list[dict], out: Path) -> None:
         "students": {d["student_id"]: {"score": d["score"], "notes": d["notes"]} for d in docs},
         "checks": check_stats(docs),
         "rows": table,
+        "skipped": list(skipped),
     }
     write_atomic(out / "grades.json", (json.dumps(summary, indent=1) + "\n").encode())
     titles = {c.name: c.title for c in CHECKS}
     for d in docs:
         write_atomic(out / "feedback" / f"{d['student_id']}.html",
                      feedback_html(d, titles).encode())  # fmt: skip
-    write_atomic(out / "report.html", report_html(docs).encode())
+    write_atomic(out / "report.html", report_html(docs, skipped).encode())
 
 
 def _svg(fig) -> str:
@@ -101,7 +104,7 @@ def plots(docs: list[dict]) -> tuple[str, str]:
     return scores, rates
 
 
-def report_html(docs: list[dict]) -> str:
+def report_html(docs: list[dict], skipped: list[str] = ()) -> str:
     """The class summary page."""
     e = html.escape
     n = len(docs)
@@ -113,11 +116,17 @@ def report_html(docs: list[dict]) -> str:
         for s in check_stats(docs)
     )
     student_rows = "".join(
-        f'<tr><td><a href="feedback/{e(d["student_id"])}.html">{e(d["student_id"])}</a></td>'
+        f'<tr><td><a href="feedback/{e(quote(d["student_id"]))}.html">{e(d["student_id"])}</a></td>'
         f"<td>{d['score']} / {d['max_score']}</td>"
         + "".join(status_cell(c["status"]) for c in d["checks"])
         + "</tr>"
         for d in docs
+    )
+    skipped_html = (
+        "<h2>Not graded</h2><p>Entries of the submissions folder that are not submissions:</p>"
+        "<ul>" + "".join(f"<li>{e(note)}</li>" for note in skipped) + "</ul>"
+        if skipped
+        else ""
     )
     heads = "".join(f"<th><small>{e(c.name)}</small></th>" for c in CHECKS)
     body = f"""
@@ -131,6 +140,7 @@ def report_html(docs: list[dict]) -> str:
 <h2>Students</h2>
 <div style="overflow-x:auto"><table><thead><tr><th>student</th><th>score</th>{heads}</tr></thead>
 <tbody>{student_rows}</tbody></table></div>
+{skipped_html}
 """
     return page("hw2 Part 4: class report", body)
 
