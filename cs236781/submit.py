@@ -21,7 +21,8 @@ from pathlib import Path
 
 from cs236781.answers import is_unanswered
 
-# The only files the grader takes from a submission; the course's grader reads this list.
+# The only files the grader takes from a submission (the course's tools/checks.py holds the
+# same list; a test keeps the two equal).
 STUDENT_FILES = ("hw2/cnn.py", "hw2/classifier.py", "hw2/training.py", "hw2/answers.py")
 ANSWER_NAMES = ("part4_q1", "part4_q2")
 # Letters and digits of any script (names like "José" are ids too), then also _ . @ + -.
