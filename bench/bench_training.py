@@ -34,25 +34,17 @@ from hw2.answers import part4_optim_hp  # noqa: E402
 from hw2.classifier import ArgMaxClassifier  # noqa: E402
 from hw2.cnn import CNN  # noqa: E402
 from hw2.training import ClassifierTrainer  # noqa: E402
+from tools.asset_specs import OVERFIT_CNN  # noqa: E402
 
 GOAL = 0.95
 SEED = 42
 RESULTS = ROOT / "bench" / "results" / "training.json"
-# The seed's overfit model (In [6]) on CIFAR-10-sized images.
-IN_SIZE = (3, 32, 32)
-MODEL = dict(
-    channels=[32],
-    pool_every=1,
-    hidden_dims=[100],
-    conv_params=dict(kernel_size=3, stride=1, padding=1),
-    pooling_params=dict(kernel_size=2),
-)
 
 
 def make_setup() -> tuple[ArgMaxClassifier, nn.Module, torch.optim.Optimizer]:
     """The seed's model, loss and optimizer, built from the same seed every time."""
     torch.manual_seed(SEED)
-    model = ArgMaxClassifier(CNN(IN_SIZE, 10, **MODEL))
+    model = ArgMaxClassifier(CNN(**OVERFIT_CNN))  # the seed's In [6] model
     hp = part4_optim_hp()
     loss_fn = hp.pop("loss_fn")
     return model, loss_fn, torch.optim.SGD(model.parameters(), **hp)

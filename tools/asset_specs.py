@@ -90,6 +90,14 @@ RESNET_TEST_PARAMS = [
     ),
 ]  # fmt: skip
 
+# The seed's overfit check (In [6]): this CNN on CIFAR-10-sized images, 25 epochs of 25 batches
+# of 2 images. Used by the autograder and the training benchmark.
+OVERFIT_CNN = dict(
+    in_size=(3, 32, 32), out_classes=10, channels=[32], pool_every=1, hidden_dims=[100],
+    conv_params=dict(kernel_size=3, stride=1, padding=1), pooling_params=dict(kernel_size=2),
+)  # fmt: skip
+OVERFIT_RUN = dict(num_epochs=25, max_batches=25, batch_size=2)
+
 PUBLIC_SPECS = [
     *(
         AssetSpec(f"expected_conv_out_{i:02d}.pt", "CNN", p, (1, 3, 100, 100))

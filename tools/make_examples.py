@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools import generated  # noqa: E402
 from tools.checks import STUDENT_FILES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,17 +104,8 @@ def build() -> dict[Path, bytes]:
 
 def differences(files: dict[Path, bytes]) -> list[str]:
     """Files missing, differing, or present but not generated."""
-    problems = []
-    for path, data in files.items():
-        if not path.is_file():
-            problems.append(f"missing: {path.relative_to(ROOT)}")
-        elif path.read_bytes() != data:
-            problems.append(f"differs: {path.relative_to(ROOT)}")
-    if DEST.is_dir():
-        for path in sorted(p for p in DEST.rglob("*") if p.is_file()):
-            if path not in files:
-                problems.append(f"not generated: {path.relative_to(ROOT)}")
-    return problems
+    on_disk = [p for p in DEST.rglob("*") if p.is_file()] if DEST.is_dir() else []
+    return generated.differences(files, on_disk, ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,17 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.check:
         problems = differences(files)
-        for p in problems:
-            print(f"  {p}", file=sys.stderr)
         if problems:
-            print(f"make_examples: out of date; run `{COMMAND}`", file=sys.stderr)
+            fix = f"run `{COMMAND}` and commit examples/submissions/"
+            generated.report_problems("make_examples", problems, "example file(s)", fix)
             return 1
         print(f"make_examples: all {len(files)} example files are up to date")
         return 0
-    for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_bytes() != data:
-            path.write_bytes(data)
+    generated.write_changed(files)
     print(f"make_examples: wrote {len(files)} files under {DEST.relative_to(ROOT)}/")
     return 0
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from tools import generated  # noqa: E402
 from tools.asset_specs import ALL_SPECS, HIDDEN_DIR, PUBLIC_DIR, ROOT, AssetSpec, run_spec  # noqa: E402
 
 COMMAND = "python tools/regen_assets.py"
@@ -70,18 +71,8 @@ def manifest_entry(spec: AssetSpec, data: bytes) -> dict:
 
 def differences(files: dict[Path, bytes]) -> list[str]:
     """The files on disk that are missing or differ from ``files``, and stray ``.pt`` files."""
-    problems = []
-    for path, data in files.items():
-        rel = path.relative_to(ROOT)
-        if not path.is_file():
-            problems.append(f"missing: {rel}")
-        elif path.read_bytes() != data:
-            problems.append(f"differs: {rel}")
-    for directory in (PUBLIC_DIR, HIDDEN_DIR):
-        for path in sorted(directory.glob("*.pt")):
-            if path not in files:
-                problems.append(f"not produced by the solution: {path.relative_to(ROOT)}")
-    return problems
+    on_disk = [p for d in (PUBLIC_DIR, HIDDEN_DIR) for p in d.glob("*.pt")]
+    return generated.differences(files, on_disk, ROOT, stray="not produced by the solution")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,19 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         problems = differences(files)
         if problems:
-            print(f"regen_assets: {len(problems)} asset file(s) out of date:", file=sys.stderr)
-            for p in problems:
-                print(f"  {p}", file=sys.stderr)
-            print(f"run `{COMMAND}` and commit tests/assets/", file=sys.stderr)
+            fix = f"run `{COMMAND}` and commit tests/assets/"
+            generated.report_problems("regen_assets", problems, "asset file(s)", fix)
             return 1
         print(
             f"regen_assets: all {len(files)} files match the solution (torch {torch.__version__})"
         )
         return 0
-    for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_file() or path.read_bytes() != data:
-            path.write_bytes(data)
+    generated.write_changed(files)
     print(f"regen_assets: wrote {len(files)} files under {PUBLIC_DIR.relative_to(ROOT)}/")
     return 0
 

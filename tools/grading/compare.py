@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tools.asset_specs import OVERFIT_CNN, OVERFIT_RUN
 from tools.grading import harness
 from tools.grading.sandbox import wall_clock
 
@@ -132,7 +133,7 @@ def trusted_overfit_model():
     from hw2.classifier import ArgMaxClassifier
     from hw2.cnn import CNN
 
-    return ArgMaxClassifier(model=CNN(**harness.OVERFIT_CNN))
+    return ArgMaxClassifier(model=CNN(**OVERFIT_CNN))
 
 
 def _grade_overfit(check: str, out: dict, exp: Expected, ctx: dict) -> str:
@@ -141,7 +142,7 @@ def _grade_overfit(check: str, out: dict, exp: Expected, ctx: dict) -> str:
     import torch
 
     reported = load_array(out, "accuracies")
-    _shape(reported, (harness.OVERFIT["num_epochs"],), "per-epoch accuracies")
+    _shape(reported, (OVERFIT_RUN["num_epochs"],), "per-epoch accuracies")
     model = trusted_overfit_model()
     expected = [tuple(p.shape) for p in model.parameters()]
     returned = sorted(k for k in out if k.startswith("param_") and k.endswith(".npy"))

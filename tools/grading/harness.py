@@ -26,6 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
+from tools.asset_specs import OVERFIT_CNN, OVERFIT_RUN
+
 # Student modules, in the order they are probed.
 MODULES = ("cnn", "classifier", "training", "answers")
 
@@ -55,11 +57,6 @@ TASK_MODULES = {
 
 OUTPUT_CAP = 32 * 1024  # bytes of a task's stdout/stderr kept
 ANSWER_CAP = 200_000  # characters of an answer kept
-OVERFIT = dict(num_epochs=25, max_batches=25, batch_size=2)
-OVERFIT_CNN = dict(
-    in_size=(3, 32, 32), out_classes=10, channels=[32], pool_every=1, hidden_dims=[100],
-    conv_params=dict(kernel_size=3, stride=1, padding=1), pooling_params=dict(kernel_size=2),
-)  # fmt: skip
 SEED = 42
 # Returned parameters of the trained overfit model at most (the seed's CNN has 6).
 OVERFIT_MAX_PARAMS = 12
@@ -89,7 +86,7 @@ def overfit_samples():
     from cs236781.data import SyntheticCIFAR10
 
     ds = SyntheticCIFAR10(train=True)
-    n = OVERFIT["max_batches"] * OVERFIT["batch_size"]
+    n = OVERFIT_RUN["max_batches"] * OVERFIT_RUN["batch_size"]
     xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
     return torch.stack(xs), torch.tensor(ys)
 
@@ -153,15 +150,15 @@ def _overfit_task(args: dict) -> dict:
 
     x, y = overfit_samples()
     torch.manual_seed(SEED)
-    dl_train = DataLoader(TensorDataset(x, y), OVERFIT["batch_size"], shuffle=False)
+    dl_train = DataLoader(TensorDataset(x, y), OVERFIT_RUN["batch_size"], shuffle=False)
     model = ArgMaxClassifier(model=CNN(**OVERFIT_CNN))
     hp = dict(part4_optim_hp())
     loss_fn = hp.pop("loss_fn")
     optimizer = torch.optim.SGD(params=model.parameters(), **hp)
     trainer = ClassifierTrainer(model, loss_fn, optimizer, "cpu")
     accuracies = []
-    for _ in range(OVERFIT["num_epochs"]):
-        res = trainer.train_epoch(dl_train, max_batches=OVERFIT["max_batches"], verbose=False)
+    for _ in range(OVERFIT_RUN["num_epochs"]):
+        res = trainer.train_epoch(dl_train, max_batches=OVERFIT_RUN["max_batches"], verbose=False)
         accuracies.append(float(res.accuracy))
     params = list(model.parameters())[:OVERFIT_MAX_PARAMS]
     return {
@@ -482,7 +479,7 @@ def _warm_up_overfit(nn, steps: int = 100) -> None:
     )  # fmt: skip
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
-    batches = DataLoader(TensorDataset(x, y), OVERFIT["batch_size"], shuffle=False)
+    batches = DataLoader(TensorDataset(x, y), OVERFIT_RUN["batch_size"], shuffle=False)
     done = 0
     while done < steps:
         for xb, yb in batches:
