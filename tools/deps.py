@@ -1,6 +1,8 @@
 """Print the pinned requirements of pyproject.toml, one per line, for pip.
 
 Usage: python tools/deps.py [--dev]
+
+Without ``--dev``: the student environment and the staff tools; with it, the test tools too.
 """
 
 import sys
@@ -12,9 +14,10 @@ def main(argv: list[str]) -> int:
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())[
         "project"
     ]
-    reqs = list(project["dependencies"])
+    extras = project["optional-dependencies"]
+    reqs = [*project["dependencies"], *extras["staff"]]
     if "--dev" in argv:
-        reqs += project["optional-dependencies"]["dev"]
+        reqs += extras["dev"]
     print("\n".join(reqs))
     return 0
 
