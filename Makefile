@@ -47,12 +47,11 @@ lint: $(STAMP)
 test: $(STAMP) sysdeps lint
 	$(VPY) -m pytest -n 2 tests
 
+# verifies every committed generated file (by content) and writes only under out/
 demo: $(STAMP) sysdeps
-	$(VPY) tools/regen_assets.py
 	$(VPY) tools/regen_assets.py --check
-	$(VPY) tools/release.py
 	$(VPY) tools/release.py --check
-	$(VPY) tools/make_examples.py
+	$(VPY) tools/figures.py --check
 	$(VPY) tools/make_examples.py --check
 	$(VPY) tools/autograde.py $(SUBMITTED) --out $(OUT) --force
 	@echo "report: $(OUT)/report.html"

@@ -20,6 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import generated  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 IMG_DIR = ROOT / "source" / "hw2" / "imgs"
 COMMAND = "python tools/figures.py"
@@ -167,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="verify, write nothing")
     args = parser.parse_args(argv)
-    files = build_all()
+    files, notes = generated.keep_equivalent(build_all())
+    print(f"figures: compared by decoded pixels ({generated.PNG_TOLERANCE})")
+    for path, note in notes.items():
+        print(f"  {path.relative_to(ROOT)}: {note}")
     if args.check:
         stale = [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
         if stale:
@@ -177,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figures: all {len(files)} figures match {COMMAND}")
         return 0
     IMG_DIR.mkdir(parents=True, exist_ok=True)
-    for path, data in files.items():
-        path.write_bytes(data)
-    print(f"figures: wrote {len(files)} files under {IMG_DIR.relative_to(ROOT)}/")
+    changed = generated.write_changed(files)
+    print(f"figures: {changed} of {len(files)} files changed under {IMG_DIR.relative_to(ROOT)}/")
     return 0
 
 

@@ -36,6 +36,7 @@ import nbformat  # noqa: E402
 from nbgrader.preprocessors import ClearSolutions  # noqa: E402
 
 from cs236781.answers import ANSWER_STUB  # noqa: E402
+from tools import generated  # noqa: E402
 from tools.asset_specs import PUBLIC_SPECS  # noqa: E402
 from tools.checks import STUDENT_FILES  # noqa: E402
 
@@ -317,9 +318,11 @@ def released_files(directory: Path) -> dict[str, bytes]:
 def differences(expected: dict[str, bytes], actual: dict[str, bytes]) -> list[str]:
     """What ``actual`` lacks, holds in excess, or holds differently from ``expected``."""
     problems = [f"missing: {rel}" for rel in expected if rel not in actual]
-    problems += [
-        f"differs: {rel}" for rel in expected if rel in actual and actual[rel] != expected[rel]
-    ]
+    for rel in expected:
+        if rel in actual:
+            same, note = generated.same_content(rel, expected[rel], actual[rel])
+            if not same:
+                problems.append(f"differs: {rel} ({note})")
     problems += [f"not produced by the source: {rel}" for rel in actual if rel not in expected]
     return problems
 
@@ -329,7 +332,7 @@ def write_tree(directory: Path, files: dict[str, bytes]) -> None:
     (caches included), leave identical files untouched."""
     for rel, data in files.items():
         path = directory / rel
-        if not path.is_file() or path.read_bytes() != data:
+        if not path.is_file() or not generated.same_content(rel, data, path.read_bytes())[0]:
             _write(path, data)
     for path in sorted(directory.rglob("*"), reverse=True):
         rel = str(path.relative_to(directory))
