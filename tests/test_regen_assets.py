@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,8 @@ def asset_copy(tmp_path, monkeypatch, built, torch_state):
         monkeypatch.setattr(module, "PUBLIC_DIR", public)
         monkeypatch.setattr(module, "HIDDEN_DIR", hidden)
     monkeypatch.setattr(regen, "ROOT", tmp_path)
-    copy = {tmp_path / path.relative_to(ROOT): data for path, data in built.items()}
-    monkeypatch.setattr(regen, "build_all", lambda: copy)
+    fresh = {tmp_path / p.relative_to(ROOT): d for p, d in built.items() if p.suffix == ".pt"}
+    monkeypatch.setattr(regen, "fresh_tensors", lambda: fresh)
     return public
 
 
@@ -151,3 +152,91 @@ def test_load_expected_names_a_missing_file_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         load_expected(missing)
     assert str(missing) in str(error.value) and regen.COMMAND in str(error.value)
+
+
+# --- by-value comparison: machine-independent, yet strict ------------------------------------
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_check_passes_under_other_cpu_kernels(capability):
+    """Other kernels round float32 sums differently; the check compares by value."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    run = subprocess.run(
+        [sys.executable, "tools/regen_assets.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "max |a-b| = " in run.stdout, "prints each file's largest deviation"
+
+
+def test_a_one_line_mutation_of_the_solution_fails_the_check(monkeypatch, capsys, torch_state):
+    """``return torch.relu(out)`` of ResidualBlock.forward becomes ``... out * 1.001``."""
+    import types
+
+    import hw2
+    from hw2 import cnn
+
+    source = (ROOT / "hw2" / "cnn.py").read_text()
+    line = "        return torch.relu(out)\n"
+    assert source.count(line) == 1
+    mutated = types.ModuleType("hw2.cnn")
+    mutated.__file__ = cnn.__file__
+    exec(
+        compile(source.replace(line, line.rstrip() + " * 1.001\n"), cnn.__file__, "exec"),
+        mutated.__dict__,
+    )
+    monkeypatch.setitem(sys.modules, "hw2.cnn", mutated)
+    monkeypatch.setattr(hw2, "cnn", mutated)
+    assert regen.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "differs: tests/assets/expected_resblock_out.pt" in err
+    assert "differs: tests/assets/manifest.json" in err
+
+
+def _save(path, tensor):
+    path.write_bytes(regen.tensor_bytes(tensor))
+
+
+def test_within_tolerance_is_kept_untouched(asset_copy, capsys):
+    """A committed tensor a float32 rounding away from the new values stays byte for byte."""
+    path = asset_copy / "expected_resnet_out_00.pt"
+    nudged = torch.load(path, weights_only=True)
+    nudged = nudged + 1e-7 * nudged.abs().clamp(min=1)  # far inside 1e-5 + 1e-5|b|
+    _save(path, nudged)
+    before = {p: p.read_bytes() for p in asset_copy.rglob("*") if p.is_file()}
+    assert regen.main([]) == 0
+    assert path.read_bytes() == before[path], "the nudged tensor was not rewritten"
+    capsys.readouterr()
+    assert regen.main(["--check"]) == 0
+    assert "expected_resnet_out_00.pt: max |a-b| = " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t + 1e-3,  # the graders' tolerance: a real change
+        lambda t: t.double(),
+        lambda t: t.reshape(-1),
+    ],
+    ids=["values", "dtype", "shape"],
+)
+def test_out_of_tolerance_dtype_or_shape_fails(asset_copy, capsys, change):
+    path = asset_copy / "expected_conv_out_01.pt"
+    _save(path, change(torch.load(path, weights_only=True)))
+    assert regen.main(["--check"]) == 1
+    assert "differs: tests/assets/expected_conv_out_01.pt" in capsys.readouterr().err
+    assert regen.main([]) == 0
+    assert regen.main(["--check"]) == 0
+
+
+def test_manifest_must_describe_the_files(asset_copy, capsys):
+    manifest = asset_copy / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["files"]["expected_conv_out_00.pt"]["shape"] = [2, 10]
+    manifest.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    assert regen.main(["--check"]) == 1
+    assert "differs: tests/assets/manifest.json" in capsys.readouterr().err

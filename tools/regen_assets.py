@@ -42,13 +42,17 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
 DEVIATIONS: dict[Path, str] = {}  # of the last build_all(), per tensor file
 
 
+def fresh_tensors() -> dict[Path, bytes]:
+    """Every asset tensor as the solution computes it now, serialized, keyed by path."""
+    from hw2 import cnn
+
+    return {spec.path: tensor_bytes(run_spec(spec, cnn)) for spec in ALL_SPECS}
+
+
 def build_all() -> dict[Path, bytes]:
     """Every asset file and manifest, as bytes, keyed by path; a tensor within tolerance of
     the committed one keeps the committed bytes (see ``generated.keep_equivalent``)."""
-    from hw2 import cnn
-
-    fresh = {spec.path: tensor_bytes(run_spec(spec, cnn)) for spec in ALL_SPECS}
-    files, notes = generated.keep_equivalent(fresh)
+    files, notes = generated.keep_equivalent(fresh_tensors())
     DEVIATIONS.clear()
     DEVIATIONS.update(notes)
     manifests: dict[Path, dict] = {PUBLIC_DIR: {}, HIDDEN_DIR: {}}
