@@ -142,3 +142,31 @@ def test_is_unanswered():
 def test_answers_must_be_strings():
     with pytest.raises(TypeError, match="str"):
         clean_answer(None)
+
+
+# The course template's placeholder as a student's file holds it: a raw triple-quoted string,
+# indented and re-wrapped the way editors leave it (our own copy of the listed facts).
+TEMPLATE_STYLE_PLACEHOLDER = r"""
+**Your answer:**
+
+
+Write your answer using **markdown** and $\LaTeX$:
+```python
+# A code block
+a = 2
+```
+An equation: $e^{i\pi} -1 = 0$
+
+"""
+
+
+def test_the_template_placeholder_is_unanswered():
+    assert is_unanswered(TEMPLATE_STYLE_PLACEHOLDER)
+    assert is_unanswered(TEMPLATE_STYLE_PLACEHOLDER.replace("\n", "\n    "))
+    assert is_unanswered("**Your answer:**\n\n")
+
+
+def test_an_answer_written_after_the_placeholder_counts():
+    answer = TEMPLATE_STYLE_PLACEHOLDER + "\nThe bottleneck uses fewer parameters.\n"
+    assert not is_unanswered(answer)
+    assert not is_unanswered(TEMPLATE_STYLE_PLACEHOLDER.replace("a = 2", "a = 3"))

@@ -83,3 +83,27 @@ def test_bad_arguments_raise_value_error(call, words):
     with pytest.raises(ValueError) as error:
         call()
     assert all(w in str(error.value) for w in words), str(error.value)
+
+
+def test_activation_default_kwargs_is_indexed_as_the_template_documents():
+    """The template's use: ``ACTIVATIONS[name](**ACTIVATION_DEFAULT_KWARGS[name])`` for any
+    name; softmax and logsoftmax get dim=1."""
+    from collections import defaultdict
+
+    from hw2.mlp import ACTIVATION_DEFAULT_KWARGS, ACTIVATIONS
+
+    assert isinstance(ACTIVATION_DEFAULT_KWARGS, defaultdict)
+    assert ACTIVATION_DEFAULT_KWARGS["relu"] == {}
+    assert ACTIVATION_DEFAULT_KWARGS["softmax"] == {"dim": 1}
+    assert ACTIVATION_DEFAULT_KWARGS["logsoftmax"] == {"dim": 1}
+    for name in ("relu", "tanh", "sigmoid", "softmax", "logsoftmax", "lrelu", "none", None):
+        ACTIVATIONS[name](**ACTIVATION_DEFAULT_KWARGS[name])
+
+
+def test_cnn_module_exports_the_template_names():
+    from torch import nn
+
+    from hw2 import cnn
+
+    assert cnn.POOLINGS == {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
+    assert cnn.ACTIVATION_DEFAULT_KWARGS is not None and cnn.ACTIVATIONS["lrelu"] is nn.LeakyReLU

@@ -120,10 +120,12 @@ HIDDEN_SPECS = [
         dict(
             in_size=(3, 40, 56), out_classes=7, channels=[8, 16, 16], pool_every=2,
             hidden_dims=[50, 30], conv_params=dict(kernel_size=3, padding=1),
-            activation_type="tanh", pooling_type="avg", pooling_params=dict(kernel_size=2),
+            activation_type="lrelu", activation_params=dict(negative_slope=0.3),
+            pooling_type="avg", pooling_params=dict(kernel_size=2),
         ),
         (3, 3, 40, 56), input="randn", hidden=True,
-        notes="non-square input, a batch of 3, a remainder conv without pooling, tanh",
+        notes="CNN: a non-square input (in_size is (C, H, W)), a batch of 3, N mod P = 1 "
+        "remainder conv with no pooling after it, lrelu with its parameter, avg pooling",
     ),
     AssetSpec(
         "hidden_resblock.pt", "ResidualBlock",
@@ -132,7 +134,8 @@ HIDDEN_SPECS = [
             dropout=0.3, activation_type="lrelu", activation_params=dict(negative_slope=0.2),
         ),
         (2, 5, 12, 20), input="randn", hidden=True,
-        notes="identity shortcut, mixed kernel sizes, leaky relu",
+        notes="ResidualBlock: in_channels == channels[-1] (identity shortcut), odd kernel sizes "
+        "of several sizes including 1, batchnorm and dropout, lrelu with its parameter",
     ),
     AssetSpec(
         "hidden_resblock_bottleneck.pt", "ResidualBottleneckBlock",
@@ -141,7 +144,8 @@ HIDDEN_SPECS = [
             batchnorm=True, dropout=0.0,
         ),
         (2, 24, 10, 10), input="randn", hidden=True,
-        notes="batchnorm without dropout, two inner convs",
+        notes="ResidualBottleneckBlock: two inner convs (inner_channels of length 2), "
+        "batchnorm with dropout 0 (no dropout layer), the default relu",
     ),
     AssetSpec(
         "hidden_resnet.pt", "ResNet",
@@ -152,11 +156,108 @@ HIDDEN_SPECS = [
             batchnorm=False, dropout=0.2, bottleneck=True,
         ),
         (2, 3, 48, 48), input="randn", hidden=True,
-        notes="a plain first block, a bottleneck block, a remainder block without pooling",
+        notes="ResNet: bottleneck=True, a first group whose channels do not match (a plain "
+        "block), a matching group (a bottleneck), N mod P = 1 remainder block without pooling, "
+        "relu, max pooling, dropout without batchnorm",
     ),
 ]  # fmt: skip
 
 ALL_SPECS = PUBLIC_SPECS + HIDDEN_SPECS
+
+# What the course's template docstrings and the seed promise each class accepts (DESIGN.md,
+# contract 6): a hidden spec varies sizes, batches and corners within these, never a choice
+# outside them. ``contract_violations`` checks a spec against it; regen_assets.py refuses to
+# generate a hidden tensor that breaks it, and a test checks every hidden spec.
+_BLOCK_ARGS = {"batchnorm", "dropout", "activation_type", "activation_params"}
+CONTRACT: dict[str, dict] = {
+    "CNN": dict(
+        args={"in_size", "out_classes", "channels", "pool_every", "hidden_dims", "conv_params",
+              "activation_type", "activation_params", "pooling_type", "pooling_params"},
+        choices={"activation_type": ("relu", "lrelu"), "pooling_type": ("max", "avg")},
+    ),
+    "ResidualBlock": dict(
+        args={"in_channels", "channels", "kernel_sizes", *_BLOCK_ARGS},
+        choices={"activation_type": ("relu", "lrelu")},
+    ),
+    "ResidualBottleneckBlock": dict(
+        args={"in_out_channels", "inner_channels", "inner_kernel_sizes", *_BLOCK_ARGS},
+        choices={"activation_type": ("relu", "lrelu")},
+    ),
+    "ResNet": dict(
+        # the template's ResNet uses its own dimension-preserving 3x3 convs: no conv_params
+        args={"in_size", "out_classes", "channels", "pool_every", "hidden_dims",
+              "activation_type", "activation_params", "pooling_type", "pooling_params",
+              "batchnorm", "dropout", "bottleneck"},
+        choices={"activation_type": ("relu", "lrelu"), "pooling_type": ("max", "avg")},
+    ),
+}  # fmt: skip
+# The keyword arguments a documented choice's torch class is given in the template:
+# ``<dict argument>: (the argument that chooses the class, its default, {choice: keys})``.
+_POOL_KEYS = {"kernel_size", "stride", "padding"}
+CONTRACT_KWARGS = {
+    "activation_params": ("activation_type", "relu", {"relu": set(), "lrelu": {"negative_slope"}}),
+    "pooling_params": ("pooling_type", "max", {"max": _POOL_KEYS, "avg": _POOL_KEYS}),
+    "conv_params": (None, "conv", {"conv": {"kernel_size", "stride", "padding"}}),
+}
+
+
+def _int_list(value, name: str, problems: list[str], odd: bool = False) -> None:
+    # the template concatenates these with list literals, so they must be lists
+    if not isinstance(value, list) or not value:
+        problems.append(f"{name} must be a non-empty list, got {value!r}")
+    elif any(not isinstance(v, int) or v < 1 or (odd and v % 2 == 0) for v in value):
+        what = "odd positive ints" if odd else "positive ints"
+        problems.append(f"{name} must hold {what}, got {value!r}")
+
+
+def contract_violations(spec: AssetSpec) -> list[str]:
+    """Every way ``spec`` asks more than the documented contract of its class promises."""
+    contract, p, problems = CONTRACT[spec.kind], spec.params, []
+    extra = sorted(set(p) - contract["args"])
+    if extra:
+        problems.append(f"arguments outside the documented signature: {extra}")
+    for arg, allowed in contract["choices"].items():
+        if arg in p and p[arg] not in allowed:
+            problems.append(f"{arg}={p[arg]!r} is not promised (only {list(allowed)})")
+    for arg, (chooser, default, keys) in CONTRACT_KWARGS.items():
+        choice = p.get(chooser, default) if chooser else default
+        unknown = sorted(set(p.get(arg, {})) - keys.get(choice, set()))
+        if unknown:
+            problems.append(f"{arg} {unknown} are not documented arguments for {choice!r}")
+    if "dropout" in p and not 0.0 <= p["dropout"] < 1.0:
+        problems.append(f"dropout must be in [0, 1), got {p['dropout']!r}")
+    if spec.kind in ("CNN", "ResNet"):
+        _int_list(p["channels"], "channels", problems)
+        _int_list(p["hidden_dims"], "hidden_dims", problems)  # the template asserts both
+        if not isinstance(p["pool_every"], int) or p["pool_every"] < 1:
+            problems.append(f"pool_every must be an int >= 1, got {p['pool_every']!r}")
+        if tuple(spec.in_shape[1:]) != tuple(p["in_size"]) or len(p["in_size"]) != 3:
+            problems.append(f"input {spec.in_shape} does not match in_size {p['in_size']}")
+    if spec.kind == "ResNet" and p.get("bottleneck") and not problems:
+        c_in, size = p["in_size"][0], p["pool_every"]
+        for start in range(0, len(p["channels"]), size):
+            group = p["channels"][start : start + size]
+            if c_in == group[-1] and len(group) < 3:
+                problems.append(f"group {group} matches its input but is too short for a "
+                                "bottleneck (2 + len(inner_channels) convs)")  # fmt: skip
+            c_in = group[-1]
+    if spec.kind == "ResidualBlock":
+        _int_list(p["channels"], "channels", problems)
+        _int_list(p["kernel_sizes"], "kernel_sizes", problems, odd=True)
+        if len(p["channels"]) != len(p["kernel_sizes"]):
+            problems.append("channels and kernel_sizes differ in length")
+        if spec.in_shape[1] != p["in_channels"]:
+            problems.append(f"input {spec.in_shape} does not have {p['in_channels']} channels")
+    if spec.kind == "ResidualBottleneckBlock":
+        _int_list(p["inner_channels"], "inner_channels", problems)
+        _int_list(p["inner_kernel_sizes"], "inner_kernel_sizes", problems, odd=True)
+        if len(p["inner_channels"]) != len(p["inner_kernel_sizes"]):
+            problems.append("inner_channels and inner_kernel_sizes differ in length")
+        if spec.in_shape[1] != p["in_out_channels"]:
+            problems.append(f"input {spec.in_shape} does not have {p['in_out_channels']} channels")
+    if not spec.notes:
+        problems.append("no notes saying which clause of the contract it exercises")
+    return problems
 
 
 def make_input(spec: AssetSpec):

@@ -26,7 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from tools import generated  # noqa: E402
-from tools.asset_specs import ALL_SPECS, HIDDEN_DIR, PUBLIC_DIR, ROOT, AssetSpec, run_spec  # noqa: E402
+from tools.asset_specs import (  # noqa: E402
+    ALL_SPECS,
+    HIDDEN_DIR,
+    HIDDEN_SPECS,
+    PUBLIC_DIR,
+    ROOT,
+    AssetSpec,
+    contract_violations,
+    run_spec,
+)
 
 COMMAND = "python tools/regen_assets.py"
 MANIFEST = "manifest.json"
@@ -94,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify, write nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # same reduction order on every machine
+    for spec in HIDDEN_SPECS:  # DESIGN.md, contract 6
+        problems = contract_violations(spec)
+        if problems:
+            why = "; ".join(problems)
+            print(
+                f"regen_assets: hidden spec {spec.file} leaves the documented contract: {why}; "
+                "fix it in tools/asset_specs.py",
+                file=sys.stderr,
+            )
+            return 2
     files = build_all()
     print(f"regen_assets: tensors compared by value, {generated.TOLERANCE}")
     for path, note in DEVIATIONS.items():

@@ -217,6 +217,11 @@ class StudentGrader:
     def grade_answer(name: str, outputs: dict, answers: dict, result: CheckResult) -> None:
         raw = outputs.get(f"{name}.txt")
         if raw is None:
+            for status in ("missing", "error"):
+                reason = outputs.get(f"{name}.{status}.txt")
+                if reason is not None:
+                    result.status, result.message = status, clip(reason.decode("utf-8", "replace"))
+                    return
             result.status, result.message = "error", f"no text returned for {name}"
             return
         text = raw[: harness.ANSWER_CAP * 4].decode("utf-8", "replace")

@@ -2,6 +2,7 @@
 # course staff: do not edit, edit hw2/mlp.py and rerun the command
 """A multilayer perceptron built from a list of layer widths and nonlinearities."""
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -17,11 +18,11 @@ ACTIVATIONS = {
     None: nn.Identity,
 }
 
-# Arguments for activations whose constructors need one to be well defined.
-ACTIVATION_DEFAULT_KWARGS = {
-    "softmax": dict(dim=1),
-    "logsoftmax": dict(dim=1),
-}
+# Arguments for activations whose constructors need one to be well defined. A defaultdict, as
+# in the course's template: any name indexes it, e.g.
+# ``ACTIVATIONS[name](**ACTIVATION_DEFAULT_KWARGS[name])`` gives ``{}`` for "relu".
+ACTIVATION_DEFAULT_KWARGS: defaultdict[str | None, dict] = defaultdict(dict)
+ACTIVATION_DEFAULT_KWARGS.update({"softmax": dict(dim=1), "logsoftmax": dict(dim=1)})
 
 
 def make_activation(nonlin: str | None | nn.Module, **params) -> nn.Module:
@@ -37,7 +38,7 @@ def make_activation(nonlin: str | None | nn.Module, **params) -> nn.Module:
     if nonlin not in ACTIVATIONS:
         names = ", ".join(repr(k) for k in ACTIVATIONS)
         raise ValueError(f"unknown activation {nonlin!r}; expected one of {names}")
-    kwargs = {**ACTIVATION_DEFAULT_KWARGS.get(nonlin, {}), **params}
+    kwargs = {**ACTIVATION_DEFAULT_KWARGS[nonlin], **params}
     return ACTIVATIONS[nonlin](**kwargs)
 
 
