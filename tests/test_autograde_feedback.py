@@ -29,11 +29,32 @@ def doc(answer: str = ANSWER) -> dict:
             "answers": {"part4_q1": answer, "part4_q2": "### BEGIN SOLUTION\n$x$\n"}}  # fmt: skip
 
 
-def test_math_becomes_mathml_and_the_rest_is_escaped():
+def test_math_becomes_mathml_and_scripts_are_dropped():
     out = render_markdown(ANSWER)
     assert out.count("<math") == 2 and 'display="block"' in out and "<mfrac>" in out
-    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "<script" not in out and "alert(" not in out.split("</math>")[-1].split("and")[0]
     assert 'href="javascript' not in out and "<img" not in out  # nothing runs or is fetched
+
+
+def test_students_html_is_sanitized_with_an_allow_list():
+    out = render_markdown(
+        'line one<br>line two, <b>bold</b>, H<sub>2</sub>O, <i onclick="steal()">it</i>, '
+        '<a href="javascript:alert(1)">js</a> <a href="https://example.org">ok</a> '
+        '<span style="position:fixed">s</span> <img src="http://example.com/x.png">'
+        "<iframe src='http://example.com'></iframe>"
+    )
+    for kept in ("<br>", "<b>bold</b>", "<sub>2</sub>", "<i>it</i>", 'href="https://example.org"'):
+        assert kept in out
+    for dropped in ("onclick", "javascript:", "style=", "<img", "<iframe", "steal"):
+        assert dropped not in out
+
+
+def test_the_notebooks_macros_are_expanded_before_conversion():
+    """The source notebook's first cell defines the macros (as the course's notebook does);
+    answers using them render as math, not as the raw macro name."""
+    out = render_markdown(r"$\mat{W}\vec{x}$, $\pderiv{L}{\vec x}$ and $\norm{\mattr{A}}$")
+    assert "\\mat" not in out and "\\pderiv" not in out and "\\norm" not in out
+    assert out.count('mathvariant="bold-italic"') >= 4 and "<mfrac>" in out and "∂" in out
 
 
 def test_page_is_self_contained_and_escapes_messages():

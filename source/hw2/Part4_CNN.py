@@ -7,6 +7,20 @@
 # ---
 
 # %% [markdown]
+# $$
+# \newcommand{\mat}[1]{\boldsymbol {#1}}
+# \newcommand{\mattr}[1]{\boldsymbol {#1}^\top}
+# \newcommand{\matinv}[1]{\boldsymbol {#1}^{-1}}
+# \newcommand{\vec}[1]{\boldsymbol {#1}}
+# \newcommand{\vectr}[1]{\boldsymbol {#1}^\top}
+# \newcommand{\rvar}[1]{\mathrm {#1}}
+# \newcommand{\rvec}[1]{\boldsymbol{\mathrm{#1}}}
+# \newcommand{\diag}{\mathop{\mathrm {diag}}}
+# \newcommand{\set}[1]{\mathbb {#1}}
+# \newcommand{\norm}[1]{\left\lVert#1\right\rVert}
+# \newcommand{\pderiv}[2]{\frac{\partial #1}{\partial #2}}
+# \newcommand{\bb}[1]{\boldsymbol{#1}}
+# $$
 # # Part 4: Convolutional Neural Networks
 # <a id=part4></a>
 #
@@ -125,7 +139,8 @@ torch.manual_seed(seed)
 hidden_net = CNN(
     in_size=(3, 40, 56), out_classes=7, channels=[8, 16, 16], pool_every=2,
     hidden_dims=[50, 30], conv_params=dict(kernel_size=3, padding=1),
-    activation_type="tanh", pooling_type="avg", pooling_params=dict(kernel_size=2),
+    activation_type="lrelu", activation_params=dict(negative_slope=0.3),
+    pooling_type="avg", pooling_params=dict(kernel_size=2),
 )
 hidden_in = torch.randn(3, 3, 40, 56, generator=torch.Generator().manual_seed(seed))
 torch.manual_seed(seed)

@@ -1,8 +1,18 @@
 """Submission intake: find submissions and read only their allow-listed files, safely.
 
-``SUBMITTED/<student_id>/hw2/<file>`` (nbgrader's layout) and ``SUBMITTED/<student_id>.zip``
-holding ``hw2/<file>`` are accepted. Only ``tools.checks.STUDENT_FILES`` are read; links,
-special files, oversized files, path traversal and zip bombs are refused with a note.
+A submission is ``SUBMITTED/<student_id>/`` (a folder) or ``SUBMITTED/<student_id>.zip``. In
+it, the graded package is the one folder named ``hw2`` that holds graded modules, found at
+most ``SEARCH_DEPTH`` folders down:
+
+- ``<id>/hw2/hw2/cnn.py``: nbgrader's layout (``nbgrader collect`` / ``zip_collect``), the
+  notebook beside the package;
+- ``<id>.zip`` holding ``hw2/cnn.py``: the zip of our submit tool;
+- a student's repository, folder or zip, with the package one or two folders down
+  (``hw2w26/hw2/cnn.py``, ``HW2/hw2/cnn.py``); a note says where it was found.
+
+More than one candidate package is refused with a note naming them. Only
+``tools.checks.STUDENT_FILES`` are read; links, special files, oversized files, path
+traversal and zip bombs are refused with a note.
 """
 
 import hashlib
@@ -18,8 +28,13 @@ from tools.checks import STUDENT_FILES
 
 FILE_CAP = 1 << 20  # bytes of one student file
 ZIP_CAP = 16 << 20  # bytes of one zip
-ZIP_ENTRIES_MAX = 200
+ZIP_ENTRIES_MAX = 20_000  # a student's repository zipped whole has thousands
 ZIP_RATIO_MAX = 100  # uncompressed / compressed
+PACKAGE = "hw2"
+MODULE_NAMES = tuple(rel.split("/", 1)[1] for rel in STUDENT_FILES)
+SEARCH_DEPTH = 3  # folders between the submission's top and the package, the package included
+WALK_MAX = 5_000  # folders looked at in one submission folder
+SKIP_DIRS = {".git", "__MACOSX", "__pycache__", ".ipynb_checkpoints", "node_modules", ".venv"}
 
 
 @dataclass
@@ -73,6 +88,53 @@ def load_submission(student_id: str, path: Path) -> Submission:
     return _load_dir(student_id, path)
 
 
+def _choose_package(candidates: list[str], notes: list[str]) -> str | None:
+    """The one candidate package folder (relative, "" for none found), noting the choice."""
+    if len(candidates) > 1:
+        names = ", ".join(f"{c}/" for c in candidates)
+        notes.append(
+            f"{len(candidates)} folders named {PACKAGE}/ hold graded files ({names}): "
+            f"refused, submit exactly one {PACKAGE}/ package"
+        )
+        return None
+    if not candidates:
+        return None
+    if candidates[0] != PACKAGE:
+        notes.append(f"graded files taken from {candidates[0]}/")
+    return candidates[0]
+
+
+def _package_candidates_in_dir(path: Path, notes: list[str]) -> list[str]:
+    """Folders named ``hw2`` that hold a graded module, at most ``SEARCH_DEPTH`` down."""
+    found, seen = [], 0
+    for here, dirs, files in os.walk(path, followlinks=False):
+        rel = Path(here).relative_to(path)
+        depth = len(rel.parts)
+        seen += 1
+        if seen > WALK_MAX:
+            notes.append(f"more than {WALK_MAX} folders: the search for {PACKAGE}/ stopped")
+            break
+        if rel.name == PACKAGE and depth >= 1 and any(m in files for m in MODULE_NAMES):
+            found.append(rel.as_posix())
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS) if depth < SEARCH_DEPTH else []
+    return sorted(found)
+
+
+def _open_dir(parts: tuple[str, ...], top: int) -> int:
+    """A descriptor of the folder ``parts`` under ``top``, never following a link."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.dup(top)
+    try:
+        for part in parts:
+            nxt = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _load_dir(student_id: str, path: Path) -> Submission:
     sub = Submission(student_id, "dir")
     dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -82,21 +144,26 @@ def _load_dir(student_id: str, path: Path) -> Submission:
         sub.notes.append(f"the submission folder cannot be opened ({e.strerror})")
         return sub
     try:
-        for rel in STUDENT_FILES:
-            folder, name = rel.split("/")
-            try:
-                dfd = os.open(folder, dir_flags, dir_fd=top)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                sub.notes.append(f"{folder}/ is not a plain folder (a link?): refused")
-                continue
-            try:
-                data = _read_regular(dfd, name, rel, sub.notes)
-            finally:
-                os.close(dfd)
-            if data is not None:
-                sub.files[rel] = data
+        if os.path.islink(path / PACKAGE):
+            sub.notes.append(f"{PACKAGE}/ is not a plain folder (a link?): refused")
+            return sub
+        package = _choose_package(_package_candidates_in_dir(path, sub.notes), sub.notes)
+        if package is None:
+            return sub
+        try:
+            dfd = _open_dir(tuple(package.split("/")), top)
+        except OSError:
+            sub.notes.append(f"{package}/ is not a plain folder (a link?): refused")
+            return sub
+        try:
+            for rel in STUDENT_FILES:
+                name = rel.split("/", 1)[1]
+                shown = f"{package}/{name}"
+                data = _read_regular(dfd, name, shown, sub.notes)
+                if data is not None:
+                    sub.files[rel] = data
+        finally:
+            os.close(dfd)
     finally:
         os.close(top)
     return sub
@@ -157,26 +224,52 @@ def _load_zip(student_id: str, path: Path) -> Submission:
     return sub
 
 
+def _zip_package(infos: list[zipfile.ZipInfo], notes: list[str]) -> str | None:
+    """The prefix (``"a/b/hw2/"``) of the one ``hw2`` package folder in a zip."""
+    candidates = set()
+    for info in infos:
+        parts = info.filename.split("/")
+        if (
+            len(parts) >= 2
+            and parts[-2] == PACKAGE
+            and parts[-1] in MODULE_NAMES
+            and len(parts) - 1 <= SEARCH_DEPTH
+            and not SKIP_DIRS.intersection(parts[:-1])
+            and _zip_name_problem(info.filename) is None
+        ):
+            candidates.add("/".join(parts[:-1]))
+    package = _choose_package(sorted(candidates), notes)
+    return None if package is None else package + "/"
+
+
 def _read_zip_entries(zf: zipfile.ZipFile, sub: Submission) -> None:
     infos = zf.infolist()
     if len(infos) > ZIP_ENTRIES_MAX:
         sub.notes.append(f"the zip has {len(infos)} entries (at most {ZIP_ENTRIES_MAX}): refused")
         return
     for info in infos:
-        name = info.filename
-        problem = _zip_name_problem(name)
+        problem = _zip_name_problem(info.filename)
         if problem:
-            sub.notes.append(f"zip entry {name!r} is {problem}: refused")
+            sub.notes.append(f"zip entry {info.filename!r} is {problem}: refused")
+    prefix = _zip_package(infos, sub.notes)
+    if prefix is None:
+        return
+    outside = 0
+    for info in infos:
+        name = info.filename
+        if _zip_name_problem(name) or info.is_dir():
             continue
-        if info.is_dir():
+        if not name.startswith(prefix):
+            outside += 1
             continue
-        if name not in STUDENT_FILES:
+        rel = PACKAGE + "/" + name.removeprefix(prefix)
+        if rel not in STUDENT_FILES:
             sub.notes.append(f"zip entry {name!r} is not a graded file: ignored")
             continue
         if stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG):
             sub.notes.append(f"zip entry {name!r} is a link or special file: refused")
             continue
-        if name in sub.files:
+        if rel in sub.files:
             sub.notes.append(f"zip entry {name!r} appears twice: the first one is used")
             continue
         if info.file_size > FILE_CAP or info.file_size > ZIP_RATIO_MAX * max(
@@ -189,4 +282,6 @@ def _read_zip_entries(zf: zipfile.ZipFile, sub: Submission) -> None:
         if len(data) > FILE_CAP:
             sub.notes.append(f"zip entry {name!r} is larger than {FILE_CAP} bytes: refused")
             continue
-        sub.files[name] = data
+        sub.files[rel] = data
+    if outside:
+        sub.notes.append(f"{outside} zip entries outside {prefix} are not graded: ignored")

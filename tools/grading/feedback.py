@@ -1,8 +1,10 @@
 """Each student's feedback page: per-check results and the rendered answers.
 
-Answers are Markdown with ``$...$`` / ``$$...$$`` math. Math becomes MathML (latex2mathml),
-which browsers lay out natively: the page needs no script, CDN or network. Everything else is
-escaped: raw HTML in an answer is shown as text, images are not loaded.
+Answers are Markdown with ``$...$`` / ``$$...$$`` math, rendered as the notebook renders them:
+the notebook's LaTeX macros (its first cell, see ``macros.py``) are expanded, and the math
+becomes MathML (latex2mathml), which browsers lay out natively: the page needs no script, CDN
+or network. HTML a student writes (``<br>``, ``<b>``, ``<sub>``...) is kept through nh3's
+allow-list sanitizer: no scripts, event handlers, ``javascript:`` links, styles or images.
 """
 
 import html
@@ -10,6 +12,7 @@ from functools import cache
 
 from cs236781.answers import clean_answer, is_unanswered
 from tools.checks import CHECKS_BY_NAME
+from tools.grading.macros import expand_macros
 
 STATUS_COLORS = {
     "passed": "#1a7f37",
@@ -39,7 +42,7 @@ def _math(content: str, options: dict) -> str:
 
     display = "block" if options.get("display_mode") else "inline"
     try:
-        return convert(content.strip(), display=display)
+        return convert(expand_macros(content.strip()), display=display)
     except Exception:  # noqa: BLE001 - any TeX latex2mathml cannot read is shown as source
         return f'<code class="tex-error">{html.escape(content)}</code>'
 
@@ -49,16 +52,49 @@ def _markdown():
     from markdown_it import MarkdownIt
     from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+    md = MarkdownIt("commonmark", {"html": True, "linkify": False})
     md.disable("image")
     md.use(dollarmath_plugin, allow_space=True, allow_digits=True, double_inline=True,
            renderer=_math)  # fmt: skip
     return md
 
 
+# The sanitizer's allow-list: nh3's default tags without images, plus MathML (what
+# latex2mathml writes) with its presentation attributes.
+MATHML_TAGS = {
+    "math", "semantics", "annotation", "mrow", "mi", "mo", "mn", "ms", "mtext", "mspace",
+    "msub", "msup", "msubsup", "mfrac", "msqrt", "mroot", "mover", "munder", "munderover",
+    "mtable", "mtr", "mtd", "mstyle", "menclose", "mpadded", "mphantom", "merror",
+}  # fmt: skip
+MATHML_ATTRIBUTES = {
+    "xmlns", "display", "mathvariant", "stretchy", "fence", "form", "separator", "lspace",
+    "rspace", "accent", "accentunder", "movablelimits", "minsize", "maxsize", "symmetric",
+    "linethickness", "columnalign", "columnspacing", "rowspacing", "notation", "width",
+    "height", "depth", "scriptlevel", "displaystyle", "encoding",
+}  # fmt: skip
+
+
+def sanitize(fragment: str) -> str:
+    """``fragment`` through nh3's allow-list (see ``MATHML_TAGS``); links only to http(s)
+    and mailto, made ``rel="noopener noreferrer"``."""
+    import nh3
+
+    attributes = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+    attributes.pop("img", None)
+    for tag in MATHML_TAGS:
+        attributes[tag] = attributes.get(tag, set()) | MATHML_ATTRIBUTES
+    attributes["code"] = attributes.get("code", set()) | {"class"}
+    return nh3.clean(
+        fragment,
+        tags=(set(nh3.ALLOWED_TAGS) - {"img", "map", "area"}) | MATHML_TAGS,
+        attributes=attributes,
+        url_schemes={"http", "https", "mailto"},
+    )
+
+
 def render_markdown(text: str) -> str:
-    """HTML of a Markdown answer: math as MathML, raw HTML escaped, no images."""
-    return _markdown().render(text)
+    """Sanitized HTML of a Markdown answer: the notebook's macros expanded, math as MathML."""
+    return sanitize(_markdown().render(text))
 
 
 def page(title: str, body: str) -> str:

@@ -257,6 +257,11 @@ def describe_error(exc: BaseException, sub: str) -> str:
         what = f"SystemExit({exc.code!r}): the code called sys.exit()"
     elif isinstance(exc, SyntaxError):
         what = f"{type(exc).__name__}: {exc.msg}"
+    elif isinstance(exc, ModuleNotFoundError) and exc.name:
+        what = (
+            f"ModuleNotFoundError: no module named {exc.name!r}, which is not part of the "
+            "course environment (release/hw2/requirements.txt): remove that import"
+        )
     else:
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     where = ""

@@ -18,9 +18,35 @@ def clean_answer(text: str) -> str:
 ANSWER_STUB = "**Your answer:** (write it here, in Markdown; math between $...$ or $$...$$)"
 
 
+# What the course's own template puts in an unanswered question (COURSE_TEMPLATE.md): the
+# "**Your answer:**" heading, an invitation to write Markdown and LaTeX, a sample python code
+# block and a sample equation. Matched with all whitespace removed, so re-indented or
+# re-wrapped copies of it count as unanswered too.
+TEMPLATE_PLACEHOLDER = "\n".join(
+    [
+        "**Your answer:**",
+        "Write your answer using **markdown** and $\\LaTeX$:",
+        "```python",
+        "# A code block",
+        "a = 2",
+        "```",
+        "An equation: $e^{i\\pi} -1 = 0$",
+    ]
+)
+_ANSWER_HEADING = "**Your answer:**"
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
 def is_unanswered(text: str) -> bool:
-    """Whether an answer string is empty or still the release's stub."""
-    return clean_answer(text).replace(ANSWER_STUB, "").strip() == ""
+    """Whether an answer string is empty or holds nothing but a placeholder: the release's
+    stub, the course template's placeholder, or a bare "**Your answer:**" heading."""
+    rest = _squash(clean_answer(text))
+    for placeholder in (ANSWER_STUB, TEMPLATE_PLACEHOLDER, _ANSWER_HEADING):
+        rest = rest.replace(_squash(placeholder), "")
+    return rest == ""
 
 
 def _in_notebook() -> bool:
