@@ -156,7 +156,7 @@ def test_zip_and_folder_give_the_same_files(tmp_path):
 
 def test_group_output_is_split_by_task():
     from tools.grading.harness import GROUP_MARK
-    from tools.grading.runner import OUTPUT_KEEP, keep_output, split_group_output
+    from tools.grading.student import OUTPUT_KEEP, keep_output, split_group_output
 
     # what run_group prints: a marker line before each task, even after output with no newline
     text = (
