@@ -2,7 +2,9 @@
 
 The autograder grades each check by name; the source notebook's autograded cells carry, as
 nbgrader points, the sum of the points of the checks they hold (``grade_id`` below), and a
-test keeps the two in agreement.
+test keeps the two in agreement. The written answers (``kind="manual"``) are graded by the
+staff: their points sit on the notebook's task cells (the questions), graded in nbgrader's
+formgrader or imported by ``tools/gradebook.py import-manual``.
 """
 
 from dataclasses import dataclass
@@ -39,12 +41,15 @@ CHECKS: list[Check] = [
         "ResidualBottleneckBlock, hidden configuration", hidden=True,
     ),
     Check("hidden_resnet", 10, "test_resnet", "ResNet, hidden configuration", hidden=True),
-    Check("part4_q1", 0, "answer_q1", "Question 1 (bottleneck vs regular block)", kind="manual"),
-    Check("part4_q2", 0, "answer_q2", "Question 2 (residual gradients)", kind="manual"),
+    # Graded by the staff: each question's Markdown cell is an nbgrader task cell with these points.
+    Check("part4_q1", 5, "task_q1", "Question 1 (bottleneck vs regular block)", kind="manual"),
+    Check("part4_q2", 5, "task_q2", "Question 2 (residual gradients)", kind="manual"),
 ]  # fmt: skip
 
 CHECKS_BY_NAME = {c.name: c for c in CHECKS}
 MAX_AUTO_POINTS = sum(c.points for c in CHECKS if c.kind == "auto")
+MAX_MANUAL_POINTS = sum(c.points for c in CHECKS if c.kind == "manual")
+MAX_POINTS = MAX_AUTO_POINTS + MAX_MANUAL_POINTS
 
 # The only files taken from a submission (DESIGN.md, contract 5).
 STUDENT_FILES = ("hw2/cnn.py", "hw2/classifier.py", "hw2/training.py", "hw2/answers.py")
@@ -57,3 +62,8 @@ def points_by_cell() -> dict[str, int]:
         if c.kind == "auto":
             totals[c.grade_id] = totals.get(c.grade_id, 0) + c.points
     return totals
+
+
+def task_points_by_cell() -> dict[str, int]:
+    """The nbgrader points each manually graded task cell (a question) must carry."""
+    return {c.grade_id: c.points for c in CHECKS if c.kind == "manual"}

@@ -440,7 +440,7 @@ test.assertTrue(
 from cs236781.answers import display_answer
 import hw2.answers
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "task_q1", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": true}
 # ### Question 1
 #
 # Take the bottleneck block on the right of the residual block figure, which works on 256
@@ -457,7 +457,7 @@ import hw2.answers
 # %% nbgrader={"grade": false, "grade_id": "answer_q1", "locked": true, "schema_version": 3, "solution": false, "task": false}
 display_answer(hw2.answers.part4_q1)
 
-# %% [markdown]
+# %% [markdown] nbgrader={"grade": false, "grade_id": "task_q2", "locked": true, "points": 5, "schema_version": 3, "solution": false, "task": true}
 # ### Question 2
 #
 # This question looks at another effect of the skip connections in the figure: what they
