@@ -3,17 +3,16 @@
 After grading, every graded code file of every submission (``cnn.py``, ``classifier.py``,
 ``training.py``, as ``collect.load_submission`` took them) is fingerprinted with copydetect
 (``CodeFingerprint``): pygments tokenizes the code, comments and whitespace are dropped,
-every string (docstrings included) becomes ``S`` and every variable, attribute, function
-and class name becomes ``V``/``F``/``O``, so renaming, reformatting and commenting change
-nothing. Every k-gram of
-that normalized text is a fingerprint (window 1, see ``WINDOW``). The released stubs
-(``release/hw2/hw2/*.py``) are boilerplate: the lines a file shares with its stub are left
-out before fingerprinting (``own_code``) and the stub's k-grams are copydetect's boilerplate,
-so the template's code counts for nothing. Each pair of submissions is compared file by
-file with copydetect's ``compare_files`` (same file name only: ``cnn.py`` with ``cnn.py``);
-a pair's two directional scores are the share of each side's own code (its tokens outside
-the stubs, all files together) found in the other. Reordering functions only breaks the
-k-grams that span two functions.
+every string (docstrings included) becomes ``S`` and every variable, attribute, function and
+class name becomes ``V``/``F``/``O``, so renaming, reformatting and commenting change
+nothing. Every k-gram of that normalized text is a fingerprint (window 1, see ``WINDOW``).
+The released stubs (``release/hw2/hw2/*.py``) are boilerplate: the lines a file shares with
+its stub are left out before fingerprinting (``own_code``) and the stub's k-grams are
+copydetect's boilerplate, so the template's code counts for nothing. Each pair of
+submissions is compared file by file with copydetect's ``compare_files`` (same file name
+only: ``cnn.py`` with ``cnn.py``); a pair's two directional scores are the share of each
+side's own code (its tokens outside the stubs, all files together) found in the other.
+Reordering functions only breaks the k-grams that span two functions.
 
 Submissions of earlier semesters (``--similarity-archive DIR``, read by the same intake) are
 compared with this batch's students, never with each other. Pairs whose higher score reaches
