@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.grading.memcap import MemoryCap
+
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY_GID = 65534
 # RLIMIT_NPROC counts the processes of a uid system-wide: with one uid for all slots, a fork
@@ -62,11 +64,14 @@ RESPONSE_CAP = 1 << 20
 START_TIMEOUT = 180.0
 
 
+REPLY_GRACE = 15.0  # seconds the zygote may take beyond a request's budget to answer
+
+
 def wall_clock(cpu_seconds: float) -> float:
     """The wall-clock limit of a task allowed ``cpu_seconds`` of CPU time. The CPU limit is
     what decides (it does not depend on how busy the machine is); the wall-clock limit only
     catches tasks that wait without computing."""
-    return 2 * cpu_seconds + 5
+    return cpu_seconds + 5
 
 
 class SandboxUnavailable(RuntimeError):
@@ -77,11 +82,20 @@ class WorkerDied(RuntimeError):
     """The worker stopped answering or died; it is restarted for the next task."""
 
 
+# A warm zygote takes about 0.4 GiB, a correct submission's child about 0.2 GiB more.
+DEFAULT_MEMORY = 3 << 30
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of every sandboxed process (``prlimit``); the task timeout is per call."""
 
     address_space: int = 4 << 30  # torch alone maps about 3.2 GiB
+    memory: int = DEFAULT_MEMORY  # all the sandbox's processes together (memcap.MemoryCap)
+    # wall-clock seconds for all the checks of one submission (None: student.default_budget)
+    budget: float | None = None
+    # run the overfit check's epochs in full instead of stopping at the first that passes
+    full_overfit: bool = False
     processes: int = 64  # threads count too
     zygote_cpu_seconds: int = 24 * 3600  # each task lowers its own to its timeout
     file_size: int = 16 << 20
@@ -209,6 +223,7 @@ class Worker:
             os.chmod(d, 0o755)
         self.proc: subprocess.Popen | None = None
         self.init_pid: int | None = None
+        self.cap = MemoryCap(f"slot{slot}", limits.memory)
         self.hello: dict = {}
         self._buf = b""
 
@@ -229,8 +244,9 @@ class Worker:
             env, pass_fds = dict(SANDBOX_ENV, HOME=str(self.scratch)), ()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-            pass_fds=pass_fds, start_new_session=True,
+            pass_fds=pass_fds, start_new_session=True, preexec_fn=self.cap.preexec,
         )  # fmt: skip
+        self.cap.started(self.proc.pid)
         log.close()
         self._buf = b""
         if self.sandboxed:
@@ -238,7 +254,7 @@ class Worker:
             with os.fdopen(info_r, "rb") as info:
                 self.init_pid = int(json.loads(info.read(65536) or b"{}").get("child-pid", 0))
             if not self.init_pid:
-                self.stop()
+                self._kill()
                 raise SandboxUnavailable(f"bwrap did not start: see {self.home}/worker.log")
         try:
             self.hello = self._read_reply(START_TIMEOUT)
@@ -247,6 +263,11 @@ class Worker:
                                      f"{self.home}/worker.log") from e  # fmt: skip
 
     def stop(self) -> None:
+        """Kill the sandbox and release its memory cap; the worker is done."""
+        self._kill()
+        self.cap.close()
+
+    def _kill(self) -> None:
         """Kill the worker's whole process group (and so its sandbox)."""
         if self.proc is None:
             return
@@ -264,36 +285,40 @@ class Worker:
 
     # -- tasks
 
-    def run(self, task: str, timeout: float, args: dict | None = None) -> dict:
-        """Run ``task`` in a fresh child of the zygote, allowed ``timeout`` CPU seconds; return
-        the zygote's account of it.
+    def run(self, request: dict, on_event=None) -> dict:
+        """Send ``request`` (see ``harness.Zygote.serve``) and return the zygote's account of
+        how its child ended. Events the zygote sends meanwhile (a training snapshot) go to
+        ``on_event(event)``, whose answer (``"continue"`` or ``"stop"``) is sent back.
 
-        Raises ``WorkerDied`` when the zygote does not answer in time (the worker is then
-        stopped, and started again by the next call).
+        Raises ``WorkerDied`` when the zygote does not answer in time or dies (the worker is
+        then stopped, and started again by the next call).
         """
         if not self.alive():
-            self.stop()
+            self._kill()
             self.start()
-        request = {
-            "task": task,
-            "timeout": timeout,
-            "wall": wall_clock(timeout),
-            "args": args or {},
-        }
+        deadline = time.monotonic() + float(request["budget"]) + REPLY_GRACE
+        self._send(request)
+        while True:
+            try:
+                reply = self._read_reply(deadline - time.monotonic())
+            except WorkerDied:
+                self._kill()
+                raise
+            if "event" not in reply:
+                break
+            word = on_event(reply) if on_event is not None else "continue"
+            self._send({"control": word})
+        if "error" in reply:  # the scratch folder could not be cleaned: start afresh
+            self._kill()
+        return reply
+
+    def _send(self, doc: dict) -> None:
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.write((json.dumps(doc) + "\n").encode())
             self.proc.stdin.flush()
         except OSError as e:
-            self.stop()
+            self._kill()
             raise WorkerDied(f"could not send the task: {e}") from e
-        try:
-            reply = self._read_reply(wall_clock(timeout) + 15.0)
-        except WorkerDied:
-            self.stop()
-            raise
-        if "error" in reply:  # the scratch folder could not be cleaned: start afresh
-            self.stop()
-        return reply
 
     def _read_reply(self, timeout: float) -> dict:
         fd = self.proc.stdout.fileno()

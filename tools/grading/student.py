@@ -8,25 +8,27 @@ writes to ``OUT/results/<student_id>.json``. Nothing of the grading logic lives 
 
 import hashlib
 import json
+import signal
 import time
+from dataclasses import dataclass, field
 
 from cs236781.answers import is_unanswered
+from tools.asset_specs import OVERFIT_RUN
 from tools.checks import CHECKS, MAX_AUTO_POINTS
-from tools.grading import compare, harness
+from tools.grading import compare, diagnose, harness
 from tools.grading.collect import Submission
 from tools.grading.compare import CheckResult, Expected, clip
-from tools.grading.sandbox import ROOT, UnsafeOutput, Worker, WorkerDied
+from tools.grading.harness import TASK_MODULES
+from tools.grading.memcap import format_size
+from tools.grading.sandbox import ROOT, UnsafeOutput, Worker, WorkerDied, wall_clock
 
 OUTPUT_KEEP = 4000  # characters of a task's output kept in the results
-# Tasks run on their own even when the others share one child: the long training run keeps
-# its own CPU budget.
+# Tasks that run last: the overfit run may be stopped early (``EarlyStop``), which ends its child.
 UNGROUPED_TASKS = ("overfit",)
-# CPU seconds a group of short tasks may take (about 1 s for a correct submission); a group
-# that does not finish in time is run again task by task, each with the full timeout.
-GROUP_TIMEOUT = 20.0
 GRADER_FILES = (
     "tools/checks.py", "tools/asset_specs.py", "tools/grading/harness.py",
-    "tools/grading/compare.py", "tools/grading/student.py", "hw2/mlp.py", "hw2/__init__.py",
+    "tools/grading/compare.py", "tools/grading/student.py", "tools/grading/diagnose.py",
+    "hw2/mlp.py", "hw2/__init__.py",
     "tests/assets/manifest.json", "tests/assets/hidden/manifest.json",
 )  # fmt: skip
 
@@ -41,82 +43,225 @@ def grader_version() -> str:
     return h.hexdigest()[:16]
 
 
-class StudentGrader:
-    """Grades one submission at a time on one worker."""
+# Time limits (issue 9). Each task may use FACTOR x the reference solution's CPU time, at least
+# FLOOR_CPU seconds (``calibrate``), and its wall-clock limit is ``sandbox.wall_clock`` of that;
+# all the tasks of one submission together get BUDGET seconds of wall-clock time. So the worst
+# case per submission is the budget plus, when its code killed the sandbox, one restart.
+FACTOR = 10.0
+FLOOR_CPU = 5.0
+BUDGET = 60.0
+MIN_LEFT = 1.0  # seconds of budget below which the remaining tasks are not started
 
-    def __init__(self, worker: Worker, expected: Expected, timeout: float = 60.0):
+
+def default_budget(timeout: float | None) -> float:
+    """The per-submission budget: ``BUDGET``, or more when staff allow each check more."""
+    return BUDGET if timeout is None else max(BUDGET, 4 * timeout)
+
+
+def all_tasks() -> list[str]:
+    """Every sandbox task, in the order they run: import probes, short checks, overfit."""
+    tasks = [f"import:{m}" for m in harness.MODULES]
+    for check in CHECKS:
+        task = harness.task_of(check.name)
+        if task not in tasks and task not in UNGROUPED_TASKS:
+            tasks.append(task)
+    return tasks + list(UNGROUPED_TASKS)
+
+
+@dataclass
+class TaskRun:
+    """How one task ended: ``failure`` is ``(status, message)`` or None; its outputs."""
+
+    failure: tuple[str, str] | None
+    outputs: dict = field(default_factory=dict)
+    output: str = ""
+    seconds: float = 0.0
+    cpu: float = 0.0
+    note: str = ""
+
+
+class EarlyStop:
+    """Judges each epoch's snapshot of the overfit run in this process (with the trusted
+    model, as ``compare`` grades the final one) and stops the run at the first that passes:
+    the seed's verdict is the best epoch's accuracy, so later epochs cannot change it."""
+
+    def __init__(self, grader: "StudentGrader"):
+        self.grader = grader
+        self.outputs: dict | None = None
+        self.epoch = -1
+
+    def __call__(self, event: dict) -> str:
+        if event.get("task") != "overfit" or self.outputs is not None:
+            return "continue"
+        try:
+            files = self.grader.worker.outputs()
+        except UnsafeOutput:
+            return "continue"
+        arrays = compare.unpack_snapshot(files.get(harness.SNAPSHOT))
+        if arrays is None:
+            return "continue"
+        passed, _ = compare.grade_outputs("overfit", arrays, self.grader.exp, {})
+        if not passed:
+            return "continue"
+        self.outputs, self.epoch = arrays, int(event.get("epoch", -1))
+        return "stop"
+
+
+class StudentGrader:
+    """Grades one submission at a time on one worker.
+
+    ``timeout`` (CPU seconds per check) replaces the calibrated limits when given; ``budget``
+    is the wall-clock seconds of one submission (default ``default_budget``). ``limits``
+    (task -> CPU seconds) may be given directly; otherwise the first ``grade`` calibrates them
+    on the reference solution (``calibrate``).
+    """
+
+    def __init__(
+        self, worker: Worker, expected: Expected, timeout: float | None = None,
+        budget: float | None = None, limits: dict[str, float] | None = None,
+        early_stop: bool = True,
+    ):  # fmt: skip
         self.worker = worker
         self.exp = expected
         self.timeout = timeout
+        if budget is None:
+            budget = worker.limits.budget or default_budget(timeout)
+        self.budget = budget
+        self.early_stop = early_stop and not worker.limits.full_overfit
+        self._limits = limits
+        if limits is None and timeout is not None:
+            self._limits = {task: float(timeout) for task in all_tasks()}
 
-    def call(self, task: str, args: dict | None = None, timeout: float | None = None):
-        """Run ``task``; return ``(failure, outputs, output_text, seconds)``, where
-        ``failure`` is ``(status, message)`` or ``None``."""
-        timeout = self.timeout if timeout is None else timeout
+    @property
+    def limits(self) -> dict[str, float]:
+        """CPU seconds of each task."""
+        if self._limits is None:
+            from tools.grading import calibrate
+
+            self._limits = calibrate.load_or_measure(self)
+        return self._limits
+
+    # -- running tasks
+
+    def run_tasks(self, tasks: list[str], deadline: float) -> dict[str, TaskRun]:
+        """Run ``tasks`` in order, as few children as possible: one, unless a task hangs or
+        crashes; that task is then pinned with the failure and the tasks after it go on in a
+        fresh child. Tasks left when the submission's budget has run out are not started."""
+        limits, results, todo = self.limits, {}, list(tasks)
+        while todo:
+            left = deadline - time.monotonic()
+            if left < MIN_LEFT:
+                for task in todo:
+                    results[task] = TaskRun(("timeout", (
+                        f"not run: the submission had used up its time budget of "
+                        f"{self.budget:g} s on earlier checks"
+                    )))  # fmt: skip
+                break
+            finished, pinned = self._run_some(todo, left, limits)
+            results.update(finished)
+            results.update(pinned)
+            todo = todo[len(finished) + len(pinned) :]
+        return results
+
+    def _run_some(self, todo: list[str], left: float, limits: dict) -> tuple[dict, dict]:
+        """One child for ``todo``: the results of the tasks it finished, in order, and of the
+        one it was running when it ended (if it did not finish them all)."""
+        request = {
+            "tasks": todo,
+            "cpu": {t: limits[t] for t in todo},
+            "wall": {t: wall_clock(limits[t]) for t in todo},
+            "budget": left,
+            "args": {"overfit": {"snapshots": self.early_stop}},
+        }
+        stop = EarlyStop(self) if self.early_stop and "overfit" in todo else None
+        stops_before = self.worker.cap.stops()
         try:
-            reply = self.worker.run(task, timeout, args)
+            reply = self.worker.run(request, on_event=stop)
         except WorkerDied as e:
-            status = "timeout" if "no answer" in str(e) else "error"
-            return (status, f"the grading process stopped ({e})"), {}, "", 0.0
+            failure = self._memory_failure(stops_before) or (
+                "timeout" if "no answer" in str(e) else "error",
+                f"the grading process stopped ({e})",
+            )
+            return {}, {todo[0]: TaskRun(failure)}
         if "error" in reply:
-            return ("error", f"grader: {clip(reply['error'])}"), {}, "", 0.0
+            return {}, {todo[0]: TaskRun(("error", f"grader: {clip(reply['error'])}"))}
         output = str(reply.get("output", ""))
-        total = reply.get("output_bytes", 0)
-        if not task.startswith(harness.GROUP_PREFIX):
-            output = keep_output(output, total)
-        elif total > len(output.encode()):  # cut task by task in call_group
-            output += f"\n[... output truncated: {total} bytes in all]"
-        seconds = float(reply.get("seconds") or 0.0)
+        if reply.get("output_bytes", 0) > len(output.encode()):
+            output += f"\n[... output truncated: {reply['output_bytes']} bytes in all]"
+        texts = {t: keep_output(text, 0) for t, text in split_group_output(output).items()}
         try:
             outputs = self.worker.outputs()
         except UnsafeOutput as e:
-            return ("failed", clip(str(e))), {}, output, seconds
-        failure = compare.run_failure(reply, outputs, timeout)
-        return failure, outputs, output, seconds
-
-    def call_group(self, tasks: list[str]) -> dict | None:
-        """Run ``tasks`` in one child (one fork instead of one per task); return
-        ``{task: (failure, outputs, output_text, seconds)}``, or ``None`` when the group did
-        not end normally, so that the caller runs the tasks one by one and each failure is
-        pinned on its own task."""
-        if len(tasks) < 2:
-            return None
-        timeout = min(self.timeout, GROUP_TIMEOUT)
-        failure, outputs, output, _ = self.call(
-            harness.GROUP_PREFIX + ",".join(tasks), timeout=timeout
-        )
+            return {}, {t: TaskRun(("failed", clip(str(e)))) for t in todo}
         try:
-            summary = json.loads(outputs.get(harness.GROUP_SUMMARY, b"")[:100_000])
+            summary = json.loads(outputs.get(harness.GROUP_SUMMARY, b"{}")[:100_000])
         except ValueError:
-            return None
-        if failure is not None or not isinstance(summary, dict):
-            return None
-        if any(not isinstance(summary.get(t), dict) for t in tasks):
-            return None
-        texts = {t: keep_output(text, 0) for t, text in split_group_output(output).items()}
-        results = {}
-        for task in tasks:
-            entry, prefix = summary[task], f"{task}."
+            summary = {}
+        summary = summary if isinstance(summary, dict) else {}
+        finished = {}
+        for task in todo:
+            entry = summary.get(task)
+            if not isinstance(entry, dict):
+                break
+            prefix = f"{task}."
             own = {k.removeprefix(prefix): v for k, v in outputs.items() if k.startswith(prefix)}
             error = entry.get("error")
-            task_failure = ("error", clip(str(error))) if error else None
-            seconds = entry.get("seconds")
-            seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
-            results[task] = (task_failure, own, texts.get(task, ""), seconds)
-        return results
+            finished[task] = TaskRun(
+                ("error", clip(str(error))) if error else None, own, texts.get(task, ""),
+                _number(entry.get("seconds")), _number(entry.get("cpu")),
+            )  # fmt: skip
+        if len(finished) == len(todo):
+            return finished, {}
+        task = todo[len(finished)]
+        text = texts.get(task, "")
+        if reply.get("stopped") and task == "overfit" and stop and stop.outputs is not None:
+            epochs = OVERFIT_RUN["num_epochs"]
+            note = f"stopped after epoch {stop.epoch + 1} of {epochs}, the first that passes"
+            run = TaskRun(None, stop.outputs, text, float(reply.get("seconds") or 0.0), note=note)
+            return finished, {task: run}
+        failure = (
+            self._memory_failure(stops_before)
+            or self._time_failure(reply, task, limits[task], left)
+            or compare.run_failure(reply, outputs)
+            or ("error", "the process ended before this check returned its results")
+        )
+        return finished, {task: TaskRun(failure, {}, text)}
 
-    def probe_modules(self, sub: Submission) -> dict[str, tuple[str, str]]:
+    def _time_failure(self, reply: dict, task: str, cpu: float, left: float):
+        if reply.get("timed_out"):
+            if float(reply.get("seconds") or 0.0) >= left - 0.5:
+                return "timeout", (
+                    f"stopped when the submission's time budget of {self.budget:g} s ran out"
+                )
+            return "timeout", (
+                f"did not finish in {wall_clock(cpu):g} s of wall-clock time "
+                f"(waiting, not computing?)"
+            )
+        if reply.get("signal") == signal.SIGXCPU:
+            return "timeout", f"used more than the {cpu:g} s of CPU time allowed to this check"
+        return None
+
+    def _memory_failure(self, stops_before: int):
+        if self.worker.cap.stops() > stops_before:
+            return "error", (
+                f"stopped by the memory limit: the sandbox's processes together used more than "
+                f"{format_size(self.worker.cap.limit)} (the grader's --memory)"
+            )
+        return None
+
+    # -- one student
+
+    def probe_modules(self, sub: Submission, deadline: float) -> dict[str, tuple[str, str]]:
         """``module -> (state, message)``: "ok", "missing", or the import's failure."""
         states = {}
         present = [m for m in harness.MODULES if f"hw2/{m}.py" in sub.files]
-        grouped = self.call_group([f"import:{m}" for m in present]) or {}
+        runs = self.run_tasks([f"import:{m}" for m in present], deadline)
         for module in harness.MODULES:
             rel = f"hw2/{module}.py"
             if rel not in sub.files:
                 states[module] = ("missing", f"{rel} is not in the submission")
                 continue
-            task = f"import:{module}"
-            failure, _, output, _ = grouped[task] if task in grouped else self.call(task)
+            failure = runs[f"import:{module}"].failure
             if failure is None:
                 states[module] = ("ok", "")
             else:
@@ -126,12 +271,19 @@ class StudentGrader:
 
     def grade(self, sub: Submission) -> dict:
         """Every check of ``sub``, its answers and notes, as the stored results document."""
+        _ = self.limits  # calibrate (once per grader) before this student's budget starts
+        start = time.monotonic()
+        deadline = start + self.budget
         self.worker.install(sub.files)
         try:
-            states = self.probe_modules(sub)
-            results, answers, cache = [], {}, self.prefetch(states)
+            states = self.probe_modules(sub, deadline)
+            tasks = [t for t in all_tasks() if not t.startswith("import:")]
+            ready = [t for t in tasks if all(states[m][0] == "ok" for m in TASK_MODULES[t])]
+            runs = self.run_tasks(ready, deadline)
+            results, answers = [], {}
             for check in CHECKS:
-                results.append(self.grade_check(check, states, answers, cache))
+                results.append(self.grade_check(check, states, answers, runs))
+            self.add_hints(results, deadline)
         finally:
             self.worker.clear()
         return {
@@ -145,41 +297,49 @@ class StudentGrader:
             "max_score": MAX_AUTO_POINTS,
             "checks": [r.to_dict() for r in results],
             "answers": answers,
+            "seconds": round(time.monotonic() - start, 3),
+            "timing": {t: {"wall": r.seconds, "cpu": r.cpu} for t, r in runs.items()},
         }
 
-    def prefetch(self, states: dict) -> dict:
-        """Run every short task whose modules imported, all in one child; the per-check
-        cache of ``grade_check`` (empty when the group has to be run task by task)."""
-        tasks = []
-        for check in CHECKS:
-            task = harness.task_of(check.name)
-            ready = all(states[m][0] == "ok" for m in harness.TASK_MODULES[task])
-            if ready and task not in UNGROUPED_TASKS and task not in tasks:
-                tasks.append(task)
-        grouped = self.call_group(tasks) or {}
-        return {task: result + ({},) for task, result in grouped.items()}
-
-    def grade_check(self, check, states, answers: dict, cache: dict) -> CheckResult:
+    def grade_check(self, check, states, answers: dict, runs: dict) -> CheckResult:
         task = harness.task_of(check.name)
         result = CheckResult(check.name, 0, check.points, "error", "")
-        blocked = [states[m] for m in harness.TASK_MODULES[task] if states[m][0] != "ok"]
+        blocked = [states[m] for m in TASK_MODULES[task] if states[m][0] != "ok"]
         if blocked:
             result.status, result.message = blocked[0]
             return result
-        args = {}
-        if task not in cache:
-            cache[task] = self.call(task, args) + (args,)
-        failure, outputs, output, seconds, args = cache[task]
-        result.output, result.seconds = output, seconds
-        if failure is not None:
-            result.status, result.message = failure
+        run = runs[task]
+        result.output, result.seconds = run.output, run.seconds
+        if run.failure is not None:
+            result.status, result.message = run.failure
         elif check.kind == "manual":
-            self.grade_answer(check.name, outputs, answers, result)
+            self.grade_answer(check.name, run.outputs, answers, result)
         else:
-            passed, message = compare.grade_outputs(check.name, outputs, self.exp, args)
+            passed, message = compare.grade_outputs(check.name, run.outputs, self.exp, {})
+            message = f"{message}; {run.note}" if run.note else message
             result.status, result.message = ("passed" if passed else "failed"), clip(message)
             result.points = check.points if passed else 0
         return result
+
+    hints = True  # diagnose failed visible numeric checks (issue 13)
+
+    def add_hints(self, results: list[CheckResult], deadline: float) -> None:
+        """Say why each failed visible numeric check differs (``diagnose``): the structure
+        of the student's module is fetched for those checks only, in one child, so a
+        submission that passes them costs nothing more. Never for a hidden check."""
+        failed = {
+            harness.STRUCTURE_PREFIX + r.check: r
+            for r in results
+            if self.hints and r.check in diagnose.DIAGNOSED and r.status in ("failed", "error")
+            and "NotImplementedError" not in r.message  # unfinished: nothing to compare
+        }  # fmt: skip
+        if not failed:
+            return
+        for task, r in failed.items():  # a check's own time limit for its structure
+            self.limits.setdefault(task, self.limits[harness.task_of(r.check)])
+        for task, run in self.run_tasks(list(failed), deadline).items():
+            if run.failure is None:
+                failed[task].hint = diagnose.diagnose(failed[task].check, run.outputs)
 
     @staticmethod
     def grade_answer(name: str, outputs: dict, answers: dict, result: CheckResult) -> None:
@@ -219,3 +379,7 @@ def split_group_output(output: str) -> dict[str, str]:
         elif task is not None:
             texts[task] += line + "\n"
     return {task: text.strip("\n") for task, text in texts.items()}
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
