@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.grading import report  # noqa: E402
+from tools.grading import report, similarity  # noqa: E402
 from tools.grading.calibrate import GraderBroken  # noqa: E402
 from tools.grading.memcap import parse_size  # noqa: E402
 from tools.grading.runner import BatchError, Options, grade_batch  # noqa: E402
@@ -71,7 +71,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="grade on this existing Dask cluster")  # fmt: skip
     where.add_argument("--cluster", choices=["local"],
                        help="grade on a Dask LocalCluster of --workers processes")  # fmt: skip
+    parser.add_argument("--similarity-archive", type=Path, action="append", default=[],
+                        metavar="DIR", help="earlier submissions (same layouts) to compare "
+                        "with; repeat for several semesters")  # fmt: skip
+    parser.add_argument("--similarity-threshold", type=float, metavar="X",
+                        default=similarity.DEFAULT_THRESHOLD,
+                        help="report pairs whose similarity reaches X, in (0, 1] (default "
+                             f"{similarity.DEFAULT_THRESHOLD:g})")  # fmt: skip
+    parser.add_argument("--no-similarity", action="store_true",
+                        help="skip the similarity report")  # fmt: skip
     args = parser.parse_args(argv)
+    if not 0 < args.similarity_threshold <= 1:
+        parser.error(f"--similarity-threshold must be in (0, 1], got {args.similarity_threshold}")
+    for folder in args.similarity_archive:
+        if not folder.is_dir() or folder.resolve() == args.submitted.resolve():
+            parser.error(
+                f"--similarity-archive {folder} is not a folder of earlier submissions "
+                f"(<student_id>/ folders or <student_id>.zip files, not SUBMITTED itself)"
+            )
     if args.scheduler and args.workers is not None:
         parser.error("--workers does not apply to --scheduler (the cluster has its workers)")
     if (args.scheduler or args.cluster) and args.unsandboxed:
@@ -104,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         batch = grade_batch(args.submitted, args.out, opts)
         docs, skipped = batch.docs, batch.skipped
         report.write_all(docs, args.out, skipped)
+        if not args.no_similarity:
+            ids = [d["student_id"] for d in docs]
+            sim = similarity.run(args.submitted, ids, args.similarity_archive,
+                                 args.similarity_threshold, progress=not args.quiet)  # fmt: skip
+            sim.write_pages(args.out)
+            report.write_similarity(docs, args.out, skipped, sim)
+            print(f"similarity: {len(sim.reported)} pair(s) reach {sim.threshold:g} "
+                  f"(report.html#similarity)")  # fmt: skip
     except (
         SandboxUnavailable, BatchError, GraderBroken, FileNotFoundError, PermissionError,
     ) as e:  # fmt: skip

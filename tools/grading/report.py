@@ -104,8 +104,8 @@ def plots(docs: list[dict]) -> tuple[str, str]:
     return scores, rates
 
 
-def report_html(docs: list[dict], skipped: list[str] = ()) -> str:
-    """The class summary page."""
+def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> str:
+    """The class summary page; ``extra`` is HTML of more sections (the similarity's)."""
     e = html.escape
     n = len(docs)
     mean = sum(d["score"] for d in docs) / max(n, 1)
@@ -141,6 +141,7 @@ def report_html(docs: list[dict], skipped: list[str] = ()) -> str:
 <div style="overflow-x:auto"><table><thead><tr><th>student</th><th>score</th>{heads}</tr></thead>
 <tbody>{student_rows}</tbody></table></div>
 {skipped_html}
+{extra}
 """
     return page("hw2 Part 4: class report", body)
 
@@ -159,3 +160,15 @@ def summary_table(docs: list[dict]) -> str:
     mean = sum(d["score"] for d in docs) / max(n, 1)
     lines.append(f"{'total (mean score)':<28}{MAX_AUTO_POINTS:>7}{'':>10}{mean:>8.1f}")
     return "\n".join(lines)
+
+
+def write_similarity(docs: list[dict], out: Path, skipped: list[str], similarity) -> None:
+    """After ``write_all``: add the similarity of the batch (``similarity.Similarity``) to
+    grades.json (its ``similarity`` section) and to report.html (a ranked table of pairs and
+    a plot, linking the side-by-side pages under ``out/similarity/``). Staff files only: no
+    feedback page mentions it."""
+    summary = json.loads((out / "grades.json").read_text())
+    summary["similarity"] = similarity.summary()
+    write_atomic(out / "grades.json", (json.dumps(summary, indent=1) + "\n").encode())
+    html_text = report_html(docs, skipped, extra=similarity.section_html())
+    write_atomic(out / "report.html", html_text.encode())
