@@ -128,6 +128,11 @@ def feedback_html(doc: dict, titles: dict[str, str]) -> str:
         hidden = c["check"] in CHECKS_BY_NAME and CHECKS_BY_NAME[c["check"]].hidden
         if c.get("output") and not hidden:  # a hidden check's prints could reveal its setup
             output = f"<details><summary>output</summary><pre>{e(c['output'])}</pre></details>"
+        if c.get("hint") and not hidden:  # a hidden check's structure would reveal it too
+            output = (
+                f'<details class="hint"><summary>why it differs</summary><p>{e(c["hint"])}</p>'
+                f"</details>{output}"
+            )
         rows.append(
             f"<tr><td>{e(c['check'])}<br><small>{e(titles.get(c['check'], ''))}</small></td>"
             f"{status_cell(c['status'])}<td>{c['points']} / {c['max_points']}</td>"

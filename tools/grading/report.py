@@ -12,13 +12,14 @@ from tools.checks import CHECKS, MAX_AUTO_POINTS
 from tools.grading.feedback import feedback_html, page, status_cell
 from tools.grading.runner import write_atomic
 
-COLUMNS = ("student_id", "check", "points", "max_points", "status", "message", "seconds")
+COLUMNS = ("student_id", "check", "points", "max_points", "status", "message", "seconds", "hint")
+HINTS_SHOWN = 20  # rows of the report's table of the most common hints
 
 
 def rows(docs: list[dict]) -> list[dict]:
     """One row per student and check."""
     return [
-        {"student_id": d["student_id"], **{k: c[k] for k in COLUMNS[1:]}}
+        {"student_id": d["student_id"], **{k: c.get(k, "") for k in COLUMNS[1:]}}
         for d in docs
         for c in d["checks"]
     ]
@@ -44,6 +45,31 @@ def check_stats(docs: list[dict]) -> list[dict]:
     return stats
 
 
+def hint_stats(docs: list[dict]) -> list[dict]:
+    """The hints of failed checks (diagnose.py), most common first: how many students got
+    each kind of hint (``diagnose.hint_kind``: the same mistake in any check), how many
+    checks, which ones, and its most frequent wording. Staff see the class's typical
+    mistakes at a glance."""
+    from tools.grading.diagnose import hint_kind
+
+    kinds: dict[str, dict] = {}
+    for d in docs:
+        for c in d["checks"]:
+            if c.get("hint"):
+                k = kinds.setdefault(hint_kind(c["hint"]), {"students": set(), "checks": {},
+                                                            "texts": {}})  # fmt: skip
+                k["students"].add(d["student_id"])
+                k["checks"][c["check"]] = k["checks"].get(c["check"], 0) + 1
+                k["texts"][c["hint"]] = k["texts"].get(c["hint"], 0) + 1
+    stats = [
+        {"hint": max(k["texts"], key=lambda t: (k["texts"][t], t)),
+         "students": len(k["students"]), "count": sum(k["checks"].values()),
+         "checks": k["checks"]}
+        for k in kinds.values()
+    ]  # fmt: skip
+    return sorted(stats, key=lambda h: (-h["students"], -h["count"], h["hint"]))
+
+
 def write_all(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
     """Write every report file of the batch into ``out``; ``skipped`` notes the entries of
     the submissions folder that were not graded, and why."""
@@ -57,6 +83,7 @@ def write_all(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
         "max_points": MAX_AUTO_POINTS,
         "students": {d["student_id"]: {"score": d["score"], "notes": d["notes"]} for d in docs},
         "checks": check_stats(docs),
+        "hints": hint_stats(docs),
         "rows": table,
         "skipped": list(skipped),
     }
@@ -129,6 +156,21 @@ def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> s
         else ""
     )
     heads = "".join(f"<th><small>{e(c.name)}</small></th>" for c in CHECKS)
+    hints = hint_stats(docs)
+    hint_rows = "".join(
+        f'<tr><td class="count">{h["students"]}</td><td>{h["count"]}</td>'
+        f"<td>{e(', '.join(h['checks']))}</td><td>{e(h['hint'])}</td></tr>"
+        for h in hints[:HINTS_SHOWN]
+    )
+    hints_html = (
+        "<h2>Most common hints</h2><p>Why failed visible checks differ from the reference, "
+        "as students read it in their feedback"
+        + (f" (the {HINTS_SHOWN} most common of {len(hints)})" if len(hints) > HINTS_SHOWN else "")
+        + ':</p><table id="hints"><thead><tr><th>students</th><th>checks failed</th>'
+        f"<th>on</th><th>hint</th></tr></thead><tbody>{hint_rows}</tbody></table>"
+        if hints
+        else ""
+    )
     body = f"""
 <h1>hw2 Part 4: class report</h1>
 <p>{n} students; mean automatic score {mean:.1f} / {MAX_AUTO_POINTS}.</p>
@@ -137,6 +179,7 @@ def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> s
 <h2>Checks</h2>
 <table><thead><tr><th>check</th><th>points</th><th>passed</th><th>mean points</th>
 <th>statuses</th></tr></thead><tbody>{stat_rows}</tbody></table>
+{hints_html}
 <h2>Students</h2>
 <div style="overflow-x:auto"><table><thead><tr><th>student</th><th>score</th>{heads}</tr></thead>
 <tbody>{student_rows}</tbody></table></div>
