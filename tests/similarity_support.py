@@ -5,6 +5,7 @@ import ast
 import builtins
 import hashlib
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -150,24 +151,23 @@ def planted(solution: dict[str, str] | None = None) -> dict[str, dict[str, str]]
 
 
 def perturbed(files: dict[str, str], rng: random.Random) -> dict[str, str]:
-    """A light perturbation, for the benchmark's many variants: some local variables renamed
-    and a comment line inserted here and there."""
+    """A light perturbation, for the benchmark's many variants: a third of the local variables
+    that the stub does not name renamed, and three comment lines added; the stub's lines are
+    left as they are, as a student leaves them."""
     out = {}
     for rel, text in files.items():
+        stub = REPO / "release" / "hw2" / rel
+        stub_words = set(re.findall(r"\w+", stub.read_text())) if stub.is_file() else set()
         try:
-            tree = ast.parse(text)
+            names = sorted(_local_names(ast.parse(text)) - stub_words)
         except SyntaxError:
-            out[rel] = text
-            continue
-        names = sorted(_local_names(tree))
-        chosen = {n: f"{n}_{rng.randrange(1000)}" for n in rng.sample(names, len(names) // 3)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in chosen:
-                node.id = chosen[node.id]
-        lines = ast.unparse(tree).split("\n")
+            names = []
+        for name in rng.sample(names, len(names) // 3):
+            text = re.sub(rf"\b{name}\b", f"{name}_{rng.randrange(1000)}", text)
+        lines = text.split("\n")
         for _ in range(3):
             i = rng.randrange(len(lines))
             indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
             lines.insert(i, f"{indent}# note {rng.randrange(10**6)}")
-        out[rel] = "\n".join(lines) + "\n"
+        out[rel] = "\n".join(lines)
     return out

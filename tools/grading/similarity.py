@@ -28,6 +28,7 @@ import html
 import io
 import itertools
 import re
+import tokenize
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import cache
@@ -95,6 +96,7 @@ class Document:
     archive: str | None
     fingerprints: dict = field(default_factory=dict)  # rel -> CodeFingerprint, own code only
     tokens: int = 0  # tokens of own code (not boilerplate), all files together
+    template: dict = field(default_factory=dict)  # rel -> per line, whether it is the stub's
 
     @property
     def label(self) -> str:
@@ -108,13 +110,45 @@ def _stub_lines(rel: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines())
 
 
+def _lines(text: str) -> list[str]:
+    """The lines of ``text``, ends kept, split at ``\\n`` only (as tokenize and pygments)."""
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _multiline_strings(text: str, lines: list[str]) -> list[tuple[int, int]]:
+    """``(first, last)`` line of every string literal spanning lines: Python's tokenizer, or
+    pygments' (which reads any text) when the file is not valid Python."""
+    try:
+        return [
+            (t.start[0] - 1, t.end[0] - 1)
+            for t in tokenize.generate_tokens(io.StringIO(text).readline)
+            if t.type == tokenize.STRING and t.end[0] > t.start[0]
+        ]
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    from pygments import lexers, token
+
+    starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
+    spans, run = [], None  # [first line, last line] of a run of string tokens
+    tokens = lexers.get_lexer_by_name("python").get_tokens_unprocessed(text)
+    for index, kind, value in itertools.chain(tokens, [(len(text), token.Text, "")]):
+        if kind in token.String:
+            first = bisect.bisect_right(starts, index) - 1
+            last = bisect.bisect_right(starts, index + max(len(value) - 1, 0)) - 1
+            run = (run[0] if run else first, last)
+            continue
+        if run and run[1] > run[0]:
+            spans.append(run)
+        run = None
+    return spans
+
+
 def template_lines(text: str, rel: str) -> tuple[list[str], list[bool]]:
     """The lines of ``text`` (ends kept), and for each whether it is the released stub's of
     ``rel`` (matched by ``difflib``, ignoring indentation); a multi-line string is the stub's
     only when all its lines are."""
-    from pygments import lexers, token
-
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     stub = _stub_lines(rel)
     if not stub:
         return lines, [False] * len(lines)
@@ -122,19 +156,9 @@ def template_lines(text: str, rel: str) -> tuple[list[str], list[bool]]:
     template = [False] * len(lines)
     for i, _, n in matcher.get_matching_blocks():
         template[i : i + n] = [True] * n
-    starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
-    run = None  # [first line, last line] of a run of string tokens
-    tokens = lexers.get_lexer_by_name("python").get_tokens_unprocessed(text)
-    for index, kind, value in itertools.chain(tokens, [(len(text), token.Text, "")]):
-        if kind in token.String:
-            first = bisect.bisect_right(starts, index) - 1
-            last = bisect.bisect_right(starts, index + max(len(value) - 1, 0)) - 1
-            run = [run[0] if run else first, last]
-            continue
-        if run and run[1] > run[0]:
-            whole = all(template[run[0] : run[1] + 1])
-            template[run[0] : run[1] + 1] = [whole] * (run[1] + 1 - run[0])
-        run = None
+    for first, last in _multiline_strings(text, lines):
+        whole = all(template[first : last + 1])
+        template[first : last + 1] = [whole] * (last + 1 - first)
     return lines, template
 
 
@@ -148,6 +172,10 @@ def own_code(text: str, rel: str) -> str:
     stub's lines, those k-grams are not formed.
     """
     lines, template = template_lines(text, rel)
+    return _blank(lines, template)
+
+
+def _blank(lines: list[str], template: list[bool]) -> str:
     return "".join(
         re.sub(r"[^\n]", " ", line) if blank else line
         for line, blank in zip(lines, template, strict=True)
@@ -168,10 +196,12 @@ def fingerprint(sub: Submission, archive: str | None = None) -> Document:
         if data is None:
             continue
         text = normalized(data.decode("utf-8", errors="replace"))
-        fp = _fingerprint(own_code(text, rel), rel, boilerplate=boilerplate_hashes(rel))
+        lines, template = template_lines(text, rel)
+        fp = _fingerprint(_blank(lines, template), rel, boilerplate=boilerplate_hashes(rel))
         if fp.token_coverage > 0:
             fp.raw_code = text  # same offsets: the pages show the file as submitted
             doc.fingerprints[rel] = fp
+            doc.template[rel] = template
             doc.tokens += int(fp.token_coverage)
     return doc
 
@@ -354,13 +384,13 @@ body { max-width: 110rem; }
 """
 
 
-def own_slices(raw: str, rel: str, slices) -> np.ndarray:
-    """``slices`` (2xN starts and ends in ``raw``) without the stub's lines: a match that runs
-    from one solution region into the next covers the template between them, which is not
-    highlighted."""
+def own_slices(raw: str, template: list[bool], slices) -> np.ndarray:
+    """``slices`` (2xN starts and ends in ``raw``) without the stub's lines (``template``, one
+    flag per line): a match that runs from one solution region into the next covers the
+    template between them, which is not highlighted."""
     if not np.size(slices):
         return np.zeros((2, 0), dtype=int)
-    lines, template = template_lines(raw, rel)
+    lines = _lines(raw)
     own = np.repeat(~np.array(template, dtype=bool), [len(line) for line in lines])
     starts, ends = [], []
     for s, e in zip(*np.asarray(slices, dtype=int), strict=True):
@@ -394,7 +424,7 @@ def pair_html(p: Pair, threshold: float) -> str:
         columns = []
         for doc, sim, slices in ((p.a, sim_a, slices_a), (p.b, sim_b, slices_b)):
             raw = doc.fingerprints[rel].raw_code
-            mine = own_slices(raw, rel, slices)
+            mine = own_slices(raw, doc.template[rel], slices)
             columns.append(
                 f"<div><h3>{e(doc.label)}: {e(rel)} ({sim:.0%} of its own code here)</h3>"
                 f"<pre>{_marked(raw, mine, CONTEXT_LINES)}</pre>"
