@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.grading import report, similarity  # noqa: E402
 from tools.grading.calibrate import GraderBroken  # noqa: E402
 from tools.grading.memcap import parse_size  # noqa: E402
-from tools.grading.runner import BatchError, Options, grade_batch  # noqa: E402
+from tools.grading.runner import PUBLISH_EVERY, BatchError, Options, grade_batch  # noqa: E402
 from tools.grading.sandbox import (  # noqa: E402
     DEFAULT_MEMORY,
     Limits,
@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--unsandboxed", action="store_true",
                         help="run without bubblewrap: only for trusted code")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--report-every", type=float, default=PUBLISH_EVERY, metavar="S",
+                        help="rewrite grades and report.html at most every S seconds while "
+                             f"grading (default {PUBLISH_EVERY:g})")  # fmt: skip
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="grade on this existing Dask cluster")  # fmt: skip
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = Options(
             workers=args.workers, timeout=args.timeout, force=args.force,
             sandboxed=not args.unsandboxed, progress=not args.quiet,
-            scheduler=args.scheduler, cluster=args.cluster,
+            scheduler=args.scheduler, cluster=args.cluster, publish_every=args.report_every,
             limits=Limits(memory=args.memory, budget=args.budget, full_overfit=args.full_overfit),
         )  # fmt: skip
         start = time.monotonic()

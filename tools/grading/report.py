@@ -73,6 +73,22 @@ def hint_stats(docs: list[dict]) -> list[dict]:
 def write_all(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
     """Write every report file of the batch into ``out``; ``skipped`` notes the entries of
     the submissions folder that were not graded, and why."""
+    for d in docs:
+        write_feedback(d, out)
+    write_summary(docs, out, skipped)
+
+
+def write_feedback(doc: dict, out: Path) -> None:
+    """Write one student's feedback page."""
+    titles = {c.name: c.title for c in CHECKS}
+    write_atomic(
+        out / "feedback" / f"{doc['student_id']}.html", feedback_html(doc, titles).encode()
+    )
+
+
+def write_summary(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
+    """Write grades.csv, grades.json and report.html (also while a batch runs, from the
+    students graded so far)."""
     table = rows(docs)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -88,10 +104,6 @@ def write_all(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
         "skipped": list(skipped),
     }
     write_atomic(out / "grades.json", (json.dumps(summary, indent=1) + "\n").encode())
-    titles = {c.name: c.title for c in CHECKS}
-    for d in docs:
-        write_atomic(out / "feedback" / f"{d['student_id']}.html",
-                     feedback_html(d, titles).encode())  # fmt: skip
     write_atomic(out / "report.html", report_html(docs, skipped).encode())
 
 
