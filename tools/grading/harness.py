@@ -696,7 +696,7 @@ SNAPSHOTS_MAX = 64  # snapshot events relayed per request at most (a run has 25 
 # At a task's wall-clock limit, a child that used at least BUSY_SHARE of the time since the task
 # started as CPU time is computing, not waiting: its limit moves on by WALL_EXTENSION seconds
 # (its CPU limit and the request's budget still stop it).
-BUSY_SHARE = 0.2
+BUSY_SHARE = 0.05
 WALL_EXTENSION = 2.0
 
 

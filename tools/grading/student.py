@@ -192,7 +192,7 @@ class StudentGrader:
         try:
             outputs = self.worker.outputs()
         except UnsafeOutput as e:
-            return {}, {t: TaskRun(("failed", clip(str(e)))) for t in todo}
+            return {}, {t: TaskRun(("failed", clip(str(e))), {}, texts.get(t, "")) for t in todo}
         try:
             summary = json.loads(outputs.get(harness.GROUP_SUMMARY, b"{}")[:100_000])
         except ValueError:
