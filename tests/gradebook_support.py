@@ -22,6 +22,9 @@ import pytest
 from grading_support import REPO, autograde
 
 BIN = Path(sys.executable).parent
+# nbgrader's Gradebook runs its `alembic` console script when it creates a database.
+if str(BIN) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 EXAMPLES = REPO / "examples" / "submissions"
 GRADEBOOK_CLI = REPO / "tools" / "gradebook.py"
 # What an nbgrader course directory needs besides a database: the config and its imports.
@@ -80,16 +83,21 @@ def postgres_server():
 
 
 @contextmanager
-def fresh_database(kind: str, tmp: Path, pg_port: int | None):
-    """The URL of a new, empty database: an SQLite file in ``tmp``, or a database created
-    (and dropped afterwards) on the test server."""
+def fresh_database(kind: str, tmp: Path, pg_port: int | None, copy_of: str | None = None):
+    """The URL of a new database: an SQLite file in ``tmp``, or a database created (and
+    dropped afterwards) on the test server; empty, or a copy of the database ``copy_of``."""
     if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'gradebook.db'}"
+        path = tmp / f"gradebook-{uuid.uuid4().hex[:8]}.db"
+        if copy_of:
+            shutil.copy(copy_of.removeprefix("sqlite:///"), path)
+        yield f"sqlite:///{path}"
         return
     from pytest_postgresql.janitor import DatabaseJanitor
 
     name = f"gb_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(user="postgres", host="127.0.0.1", port=pg_port, dbname=name)
+    template = copy_of.rsplit("/", 1)[1] if copy_of else None
+    janitor = DatabaseJanitor(user="postgres", host="127.0.0.1", port=pg_port, dbname=name,
+                              template_dbname=template)  # fmt: skip
     janitor.init()
     try:
         yield f"postgresql://postgres@127.0.0.1:{pg_port}/{name}"

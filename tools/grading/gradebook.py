@@ -75,7 +75,7 @@ def resolve_url(db: str | None, root: Path = ROOT) -> str:
         url = db
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
+    except (ArgumentError, ValueError) as e:
         raise GradebookError(
             f"--db {db!r}: not a database URL; give sqlite:///PATH, a path, or "
             f"postgresql://USER@HOST:PORT/DB"
