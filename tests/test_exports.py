@@ -347,3 +347,32 @@ def test_hidden_checks_never_reveal_their_configuration(out, graded_db, tmp_path
     assert len(texts) == 4
     assert not [t for t in texts if "in_channels=7" in t or "hidden_dims" in t]
     assert all('"after_published"' in t for t in texts)
+
+
+# --- the class report with the written answers ------------------------------------------------
+
+
+def test_report_adds_the_written_points_and_keeps_the_automatic_scores(
+    out, graded_db, tmp_path, capsys
+):
+    from tools.grading import report
+
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    page = (copy / "report.html").read_text()
+    extra = page.split(report.EXTRA_START)[1].split(report.EXTRA_END)[0]
+    code, _, stderr = cli(capsys, "report", str(copy), "--db", graded_db)
+    assert code == 0, stderr
+    assert "not graded yet: partial" in stderr
+    summary = json.loads((copy / "grades.json").read_text())
+    autos = totals_of_grades_csv(out)
+    want = expected_totals(out)
+    for sid, t in summary["totals"].items():
+        assert t["automatic"] == autos[sid] and t["total"] == want[sid], sid
+    assert summary["totals"]["partial"]["written"] == {"part4_q1": 3.0, "part4_q2": None}
+    assert summary["max_points"] == 100 and summary["max_total_points"] == MAX_POINTS
+    page = (copy / "report.html").read_text()
+    assert f"total (of {MAX_POINTS})" in page and "(part4_q2 to grade)" in page
+    assert f"<td>{autos['partial']:g} / 100</td>" in page  # the automatic score stays visible
+    assert f"<td>{want['correct']:g}</td>" in page
+    assert page.split(report.EXTRA_START)[1].split(report.EXTRA_END)[0] == extra

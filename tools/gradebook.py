@@ -14,6 +14,7 @@ saying what to fix, and nothing is written.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -57,9 +58,12 @@ def cmd_report(args) -> int:
     url = gradebook.resolve_url(args.db)
     docs, grades = exports.load(args.out, url)
     manual = {d["student_id"]: grades[d["student_id"]].manual_points() for d in docs}
-    skipped = report.read_skipped(args.out)
-    report.write_all(docs, args.out, skipped, manual=manual)
-    print(f"gradebook: rewrote {args.out}/report.html and grades.json with the manual points")
+    skipped = json.loads((args.out / "grades.json").read_text()).get("skipped", [])
+    report.write_totals(docs, args.out, skipped, manual)
+    waiting = exports.ungraded(docs, grades)
+    if waiting:
+        _warn([f"written answers not graded yet: {', '.join(waiting)}"])
+    print(f"gradebook: added the written answers' points to {args.out}/report.html and grades.json")
     return 0
 
 
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "[, part4_q1_comment, part4_q2_comment]; blank cells are left as they are",
     )
 
-    p = command("report", cmd_report, "rewrite OUT's report and grades.json with manual points")
+    p = command("report", cmd_report, "add the written answers' points to OUT's report")
     p.add_argument("out", type=Path)
 
     p = command("canvas", cmd_canvas, "Canvas gradebook import CSV of the totals")

@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-from tools.checks import CHECKS, MAX_AUTO_POINTS
+from tools.checks import CHECKS, MAX_AUTO_POINTS, MAX_MANUAL_POINTS, MAX_POINTS
 from tools.grading.feedback import feedback_html, page, status_cell
 from tools.grading.runner import write_atomic
 
 COLUMNS = ("student_id", "check", "points", "max_points", "status", "message", "seconds", "hint")
 HINTS_SHOWN = 20  # rows of the report's table of the most common hints
+# Around the sections added after the batch (similarity), so that write_totals keeps them.
+EXTRA_START, EXTRA_END = "<!-- extra sections -->", "<!-- end of extra sections -->"
 
 
 def rows(docs: list[dict]) -> list[dict]:
@@ -97,6 +99,8 @@ def write_summary(docs: list[dict], out: Path, skipped: list[str] = ()) -> None:
     write_atomic(out / "grades.csv", buf.getvalue().encode())
     summary = {
         "max_points": MAX_AUTO_POINTS,
+        "max_manual_points": MAX_MANUAL_POINTS,  # the written answers, graded by the staff
+        "max_total_points": MAX_POINTS,
         "students": {d["student_id"]: {"score": d["score"], "notes": d["notes"]} for d in docs},
         "checks": check_stats(docs),
         "hints": hint_stats(docs),
@@ -143,11 +147,24 @@ def plots(docs: list[dict]) -> tuple[str, str]:
     return scores, rates
 
 
-def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> str:
-    """The class summary page; ``extra`` is HTML of more sections (the similarity's)."""
+def report_html(
+    docs: list[dict], skipped: list[str] = (), extra: str = "", manual: dict | None = None
+) -> str:
+    """The class summary page; ``extra`` is HTML of more sections (the similarity's);
+    ``manual`` (``{student: {check: points or None}}``, from the gradebook) adds the staff's
+    points of the written answers and the totals."""
     e = html.escape
     n = len(docs)
     mean = sum(d["score"] for d in docs) / max(n, 1)
+    total_head, totals_line = "", ""
+    if manual is not None:
+        total_head = f"<th>written (of {MAX_MANUAL_POINTS})</th><th>total (of {MAX_POINTS})</th>"
+        mean_total = sum(total_points(d, manual) for d in docs) / max(n, 1)
+        waiting = sum(1 for d in docs if _waiting(d, manual))
+        totals_line = (
+            f" Mean total with the written answers {mean_total:.1f} / {MAX_POINTS}"
+            f" ({waiting} students with answers still to grade)."
+        )
     scores_svg, rates_svg = plots(docs)
     stat_rows = "".join(
         f"<tr><td>{e(s['check'])}</td><td>{s['max_points']}</td><td>{s['passed']} / {n}</td>"
@@ -157,6 +174,7 @@ def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> s
     student_rows = "".join(
         f'<tr><td><a href="feedback/{e(quote(d["student_id"]))}.html">{e(d["student_id"])}</a></td>'
         f"<td>{d['score']} / {d['max_score']}</td>"
+        + (_total_cells(d, manual) if manual is not None else "")
         + "".join(status_cell(c["status"]) for c in d["checks"])
         + "</tr>"
         for d in docs
@@ -185,7 +203,7 @@ def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> s
     )
     body = f"""
 <h1>hw2 Part 4: class report</h1>
-<p>{n} students; mean automatic score {mean:.1f} / {MAX_AUTO_POINTS}.</p>
+<p>{n} students; mean automatic score {mean:.1f} / {MAX_AUTO_POINTS}.{totals_line}</p>
 <div>{scores_svg}</div>
 <div>{rates_svg}</div>
 <h2>Checks</h2>
@@ -193,12 +211,54 @@ def report_html(docs: list[dict], skipped: list[str] = (), extra: str = "") -> s
 <th>statuses</th></tr></thead><tbody>{stat_rows}</tbody></table>
 {hints_html}
 <h2>Students</h2>
-<div style="overflow-x:auto"><table><thead><tr><th>student</th><th>score</th>{heads}</tr></thead>
+<div style="overflow-x:auto"><table><thead><tr><th>student</th><th>automatic</th>
+{total_head}{heads}</tr></thead>
 <tbody>{student_rows}</tbody></table></div>
 {skipped_html}
-{extra}
+{EXTRA_START}{extra}{EXTRA_END}
 """
     return page("hw2 Part 4: class report", body)
+
+
+def total_points(doc: dict, manual: dict) -> float:
+    """The automatic score plus the written answers' points graded so far."""
+    given = manual.get(doc["student_id"], {})
+    return doc["score"] + sum(p for p in given.values() if p is not None)
+
+
+def _waiting(doc: dict, manual: dict) -> list[str]:
+    """The written answers of ``doc``'s student still to grade."""
+    given = manual.get(doc["student_id"])
+    if given is None:
+        return [c.name for c in CHECKS if c.kind == "manual"]
+    return [name for name, p in given.items() if p is None]
+
+
+def _total_cells(doc: dict, manual: dict) -> str:
+    given = manual.get(doc["student_id"], {})
+    waiting = _waiting(doc, manual)
+    written = sum(p for p in given.values() if p is not None)
+    note = f" <small>({html.escape(', '.join(waiting))} to grade)</small>" if waiting else ""
+    return f"<td>{written:g}{note}</td><td>{total_points(doc, manual):g}</td>"
+
+
+def write_totals(docs: list[dict], out: Path, skipped: list[str], manual: dict) -> None:
+    """After the manual grading: the written answers' points (``manual``, from the gradebook)
+    and each student's total in grades.json (its ``totals`` section) and report.html, whose
+    automatic scores stay as they are. A similarity section already there is kept."""
+    summary = json.loads((out / "grades.json").read_text())
+    summary["totals"] = {
+        d["student_id"]: {
+            "automatic": d["score"],
+            "written": manual.get(d["student_id"], {}),
+            "total": total_points(d, manual),
+        }
+        for d in docs
+    }
+    write_atomic(out / "grades.json", (json.dumps(summary, indent=1) + "\n").encode())
+    old = (out / "report.html").read_text() if (out / "report.html").is_file() else ""
+    extra = old.split(EXTRA_START, 1)[-1].split(EXTRA_END, 1)[0] if EXTRA_START in old else ""
+    write_atomic(out / "report.html", report_html(docs, skipped, extra, manual).encode())
 
 
 def _counts(statuses: dict) -> str:
@@ -214,6 +274,7 @@ def summary_table(docs: list[dict]) -> str:
         lines.append(f"{s['check']:<28}{s['max_points']:>7}{passed:>10}{s['mean_points']:>8.1f}")
     mean = sum(d["score"] for d in docs) / max(n, 1)
     lines.append(f"{'total (mean score)':<28}{MAX_AUTO_POINTS:>7}{'':>10}{mean:>8.1f}")
+    lines.append(f"{'+ written answers (staff)':<28}{MAX_MANUAL_POINTS:>7}{'manual':>10}")
     return "\n".join(lines)
 
 
