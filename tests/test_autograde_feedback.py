@@ -118,3 +118,20 @@ def test_chromium_lays_out_the_math(tmp_path):
     assert block and block[0]["h"] > max(b["h"] for b in boxes if b["display"] != "block")
     numerator, denominator = measured["parts"]
     assert denominator > numerator  # the fraction is stacked, not inline text
+
+
+def test_a_hidden_checks_own_message_is_not_shown_to_the_student():
+    """A hidden check's message may reveal its configuration (an output shape, a size in an
+    error): the student reads only how it ended; messages that do not depend on it stay."""
+    d = doc()
+    by_name = {c["check"]: c for c in d["checks"]}
+    by_name["hidden_resnet"]["message"] = "'out' has shape (3, 7), expected (3, 10)"
+    by_name["hidden_cnn"].update(status="error", message="RuntimeError: size 13 must match 17")
+    by_name["hidden_resblock"].update(status="error", message="importing hw2/cnn.py failed: X")
+    by_name["cnn_0"]["message"] = "'out' has shape (1, 7), expected (1, 10)"
+    page = feedback_html(d, {})
+    assert "(3, 10)" not in page and "size 13" not in page
+    assert "differs from the reference on a configuration you have not seen" in page
+    assert "raised an error on a configuration you have not seen" in page
+    assert "importing hw2/cnn.py failed: X" in page  # about the files, not the configuration
+    assert "expected (1, 10)" in page  # visible checks keep their message
