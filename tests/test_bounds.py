@@ -20,23 +20,11 @@ from grading_support import (
     requires_sandbox,
     results,
 )
+from hostile import MEMORY_HOG, STALL, stalling
 
 pytestmark = [requires_sandbox, pytest.mark.slow]
 BUDGET = 24
 TIMEOUT = 4  # CPU seconds per check: fixed, so that the test does not depend on calibration
-
-# Patches that make every check's use of the student's code spin or sleep forever.
-STALL = {
-    "spin": "def _stall(*a, **k):\n    while True:\n        pass\n",
-    "sleep": "def _stall(*a, **k):\n    import time\n    time.sleep(3600)\n",
-}
-PATCH_ALL = """
-import torch as _torch
-_torch.nn.Module.__call__ = _stall
-for _owner, _name in [(_torch, "softmax"), (_torch, "argmax"), (_torch.Tensor, "softmax"),
-                      (_torch.Tensor, "argmax"), (_torch.nn.functional, "softmax")]:
-    setattr(_owner, _name, _stall)
-"""
 
 
 def run(submitted, out, *args, env=None):
@@ -50,9 +38,8 @@ def run(submitted, out, *args, env=None):
 def stalled(tmp_path_factory):
     root = tmp_path_factory.mktemp("stall")
     sub, out = root / "submitted", root / "out"
-    for kind, stall in STALL.items():
-        code = stall + PATCH_ALL
-        make_submission(sub, kind, append={"hw2/cnn.py": code, "hw2/classifier.py": code})
+    for kind in STALL:
+        make_submission(sub, kind, append=stalling(kind))
     run(sub, out, "--timeout", str(TIMEOUT), "--budget", str(BUDGET))
     return out
 
@@ -74,23 +61,6 @@ def test_a_submission_stalling_in_every_check_ends_within_its_budget(stalled, ki
     # the answers do not depend on the stalled code: still read (unless the budget was gone)
     answers = {c["check"]: c["status"] for c in doc["checks"] if c["check"].startswith("part4")}
     assert set(answers.values()) <= {"manual", "timeout"}
-
-
-MEMORY_HOG = """
-import os as _os, time as _time
-_kids = []
-for _ in range(12):  # 12 x 300 MiB: each under its own address-space limit, together 3.5 GiB
-    _pid = _os.fork()
-    if _pid == 0:
-        try:
-            _block = bytearray(300 << 20)  # zero-filled: every page touched
-            _time.sleep(60)
-        finally:
-            _os._exit(0)
-    _kids.append(_pid)
-for _pid in _kids:
-    _os.waitpid(_pid, 0)
-"""
 
 
 @pytest.mark.parametrize("enforcer", ["cgroup", "watchdog"])
