@@ -94,6 +94,27 @@ def test_independent_solutions_are_not_flagged(result):
             assert score(result, a, b) < THRESHOLD / 2, (a, b, score(result, a, b))
 
 
+def test_scores_are_copydetects(result):
+    """``file_overlap`` counts what copydetect's ``compare_files`` counts, for every pair of
+    files of the batch (planted copies, independent solutions, partial ones)."""
+    from copydetect import compare_files
+
+    docs = result.documents
+    checked = 0
+    for i, a in enumerate(docs):
+        for b in docs[i + 1 :]:
+            for rel, fa in a.files.items():
+                if rel not in b.files:
+                    continue
+                fb = b.files[rel]
+                overlap, (sim_a, sim_b), _ = compare_files(fa.fp, fb.fp)
+                n_a, n_b = similarity.file_overlap(fa, fb)
+                assert n_a == overlap and n_a / fa.fp.token_coverage == sim_a, (a, b, rel)
+                assert n_b / fb.fp.token_coverage == sim_b, (a.label, b.label, rel)
+                checked += n_a > 0
+    assert checked > 20
+
+
 def test_stub_code_counts_for_nothing(result):
     """An untouched release has no code of its own: it is not compared. Two students who
     wrote the same few lines on the stubs share fewer tokens than ``MIN_MATCHED``: they are
@@ -117,6 +138,15 @@ def test_stub_code_counts_for_nothing(result):
     assert similarity.analyze(stub_only).without_code == ["a", "b"]
 
 
+def test_a_batch_without_pairs_renders():
+    """No submission, or one: nothing to compare, and the section says so (no plot)."""
+    one = [Submission("a", "dir", {k: v.encode() for k, v in read(SOLUTION).items()})]
+    for subs in ([], one):
+        res = similarity.analyze(subs)
+        assert res.scores.size == 0 and res.summary()["pairs"] == []
+        assert "no pair to plot" in res.section_html() and "<svg" not in res.section_html()
+
+
 def test_renaming_alone_changes_no_fingerprint():
     """copydetect anonymizes every name: a copy whose variables are renamed in the solution
     regions, and nothing else, has the solution's fingerprints exactly (score 1 both ways)."""
@@ -133,9 +163,9 @@ def test_renaming_alone_changes_no_fingerprint():
     assert renamed["hw2/cnn.py"].count("my_") > 20
     docs = [similarity.fingerprint(Submission(n, "dir", {k: v.encode() for k, v in f.items()}))
             for n, f in (("a", sol), ("b", renamed))]  # fmt: skip
-    assert docs[0].fingerprints.keys() == docs[1].fingerprints.keys() >= {"hw2/cnn.py"}
-    for rel, fp in docs[0].fingerprints.items():
-        assert fp.hashes == docs[1].fingerprints[rel].hashes, rel
+    assert docs[0].files.keys() == docs[1].files.keys() >= {"hw2/cnn.py"}
+    for rel, f in docs[0].files.items():
+        assert f.fp.hashes == docs[1].files[rel].fp.hashes, rel
     pair = similarity.compare(*docs)
     assert pair.score_a == pair.score_b == 1.0
 
@@ -160,7 +190,7 @@ def test_comments_and_docstrings_are_not_fingerprinted():
     assert p0.score < THRESHOLD / 2
     # the helper's `def F(): S` is a handful of tokens of code, shorter than k: it matches nothing
     assert (p1.score_a, p1.score_b) == (p0.score_a, p0.score_b)
-    assert after[0].fingerprints["hw2/cnn.py"].hashes == before[0].fingerprints["hw2/cnn.py"].hashes
+    assert after[0].files["hw2/cnn.py"].fp.hashes == before[0].files["hw2/cnn.py"].fp.hashes
 
 
 def test_a_reformatted_copy_keeps_most_of_the_solution(result):

@@ -7,7 +7,7 @@ every string (docstrings included) becomes ``S`` and every variable, attribute, 
 class name becomes ``V``/``F``/``O``, so renaming, reformatting and commenting change
 nothing. Every k-gram of that normalized text is a fingerprint (window 1, see ``WINDOW``).
 The released stubs (``release/hw2/hw2/*.py``) are boilerplate: the lines a file shares with
-its stub are left out before fingerprinting (``own_code``) and the stub's k-grams are
+its stub are left out before fingerprinting (``own_lines``) and the stub's k-grams are
 copydetect's boilerplate, so the template's code counts for nothing. Each pair of
 submissions is compared file by file with copydetect's ``compare_files`` (same file name
 only: ``cnn.py`` with ``cnn.py``); a pair's two directional scores are the share of each
@@ -27,7 +27,6 @@ import hashlib
 import html
 import io
 import itertools
-import re
 import tokenize
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -89,14 +88,33 @@ def _fingerprint(code: str, rel: str, window: int = WINDOW, boilerplate=None):
 
 
 @dataclass
+class FileCode:
+    """One graded file: its text as submitted, which lines are the stub's, and copydetect's
+    fingerprint of the rest (the student's own lines, joined: ``compact``)."""
+
+    raw: str
+    template: list[bool]  # per line of raw
+    fp: object  # copydetect.CodeFingerprint of the own lines
+    compact_starts: np.ndarray  # where each own line starts in the fingerprinted text...
+    raw_starts: np.ndarray  # ...and in raw
+    hash_values: np.ndarray  # the fingerprint at each position kept (window 1: every k-gram)
+    positions: np.ndarray
+
+    def to_raw(self, slices) -> np.ndarray:
+        """copydetect's slices (2xN, in the fingerprinted text) as offsets into ``raw``."""
+        slices = np.asarray(slices, dtype=np.int64).reshape(2, -1)
+        seg = np.searchsorted(self.compact_starts, slices, side="right") - 1
+        return self.raw_starts[seg] + (slices - self.compact_starts[seg])
+
+
+@dataclass
 class Document:
     """One submission's fingerprints: the batch's (``archive`` None) or an archive's."""
 
     student_id: str
     archive: str | None
-    fingerprints: dict = field(default_factory=dict)  # rel -> CodeFingerprint, own code only
+    files: dict[str, FileCode] = field(default_factory=dict)  # files with code of their own
     tokens: int = 0  # tokens of own code (not boilerplate), all files together
-    template: dict = field(default_factory=dict)  # rel -> per line, whether it is the stub's
 
     @property
     def label(self) -> str:
@@ -162,24 +180,25 @@ def template_lines(text: str, rel: str) -> tuple[list[str], list[bool]]:
     return lines, template
 
 
-def own_code(text: str, rel: str) -> str:
-    """``text`` with its stub lines (``template_lines``) blanked with spaces, so that every
-    offset stays that of ``text``.
+def own_lines(lines: list[str], template: list[bool]) -> tuple[str, np.ndarray, np.ndarray]:
+    """The student's own lines of a file joined (blank ones left out), where each starts in
+    that text and where in the file.
 
-    copydetect's boilerplate list only drops the k-grams that lie wholly in the stub: a k-gram
-    made of the stub's text around a solution region plus the first token of a student's code
-    survives, and every student whose code begins with an assignment shares it. Without the
-    stub's lines, those k-grams are not formed.
+    This is what is fingerprinted. copydetect's boilerplate list alone only drops the k-grams
+    that lie wholly in the stub: a k-gram made of the stub's text around a solution region
+    plus the first token of a student's code survives, and every student whose code begins
+    with an assignment shares it. Without the stub's lines, those k-grams are not formed.
     """
-    lines, template = template_lines(text, rel)
-    return _blank(lines, template)
-
-
-def _blank(lines: list[str], template: list[bool]) -> str:
-    return "".join(
-        re.sub(r"[^\n]", " ", line) if blank else line
-        for line, blank in zip(lines, template, strict=True)
-    )
+    kept, compact_starts, raw_starts = [], [], []
+    at = n = 0
+    for line, stub in zip(lines, template, strict=True):
+        if not stub and line.strip():
+            kept.append(line)
+            compact_starts.append(n)
+            raw_starts.append(at)
+            n += len(line)
+        at += len(line)
+    return "".join(kept), np.array(compact_starts, dtype=np.int64), np.array(raw_starts, np.int64)
 
 
 def normalized(text: str) -> str:
@@ -197,13 +216,36 @@ def fingerprint(sub: Submission, archive: str | None = None) -> Document:
             continue
         text = normalized(data.decode("utf-8", errors="replace"))
         lines, template = template_lines(text, rel)
-        fp = _fingerprint(_blank(lines, template), rel, boilerplate=boilerplate_hashes(rel))
+        compact, compact_starts, raw_starts = own_lines(lines, template)
+        if not compact:
+            continue
+        fp = _fingerprint(compact, rel, boilerplate=boilerplate_hashes(rel))
         if fp.token_coverage > 0:
-            fp.raw_code = text  # same offsets: the pages show the file as submitted
-            doc.fingerprints[rel] = fp
-            doc.template[rel] = template
+            values = [(h, i) for h, idx in fp.hash_idx.items() for i in idx]
+            hash_values, positions = (
+                np.array(v, dtype=np.int64) for v in zip(*values, strict=True)
+            )
+            doc.files[rel] = FileCode(text, template, fp, compact_starts, raw_starts,
+                                      hash_values, positions)  # fmt: skip
             doc.tokens += int(fp.token_coverage)
     return doc
+
+
+def file_overlap(fa: FileCode, fb: FileCode) -> tuple[int, int]:
+    """The tokens of ``fa`` and of ``fb`` covered by fingerprints they share: what copydetect's
+    ``compare_files`` counts (its ``token_overlap``, from ``get_copied_slices``), with the
+    shared positions found by one vectorized lookup instead of one per fingerprint. A test
+    checks that the two agree."""
+    from copydetect.utils import get_copied_slices
+
+    if fa.fp.hashes.isdisjoint(fb.fp.hashes):
+        return 0, 0
+    counts = []
+    for mine, theirs in ((fa, fb), (fb, fa)):
+        idx = mine.positions[np.isin(mine.hash_values, theirs.hash_values)]
+        slices = get_copied_slices(idx, NOISE_K)
+        counts.append(int(np.sum(slices[1] - slices[0])) if np.size(slices) else 0)
+    return counts[0], counts[1]
 
 
 @dataclass
@@ -216,7 +258,7 @@ class Pair:
     score_b: float
     matched_a: int
     matched_b: int
-    files: dict  # rel -> (score_a, score_b, slices_a, slices_b) in the files' raw text
+    files: dict  # rel -> (share of a's file found in b's, share of b's found in a's)
 
     @property
     def score(self) -> float:
@@ -230,22 +272,18 @@ class Pair:
 
 
 def compare(a: Document, b: Document) -> Pair:
-    """Compare two submissions file by file (copydetect's ``compare_files``)."""
-    from copydetect import compare_files
-
+    """Compare two submissions, file by file (``file_overlap``)."""
     matched_a = matched_b = 0
     files = {}
-    for rel, fa in a.fingerprints.items():
-        fb = b.fingerprints.get(rel)
-        if fb is None or not fa.hashes & fb.hashes:
+    for rel, fa in a.files.items():
+        fb = b.files.get(rel)
+        if fb is None:
             continue
-        overlap_a, (sim_a, sim_b), (slices_a, slices_b) = compare_files(fa, fb)
-        if overlap_a == 0:
-            continue
-        n_a, n_b = round(sim_a * fa.token_coverage), round(sim_b * fb.token_coverage)
-        matched_a += n_a
-        matched_b += n_b
-        files[rel] = (float(sim_a), float(sim_b), slices_a, slices_b)
+        n_a, n_b = file_overlap(fa, fb)
+        if n_a:
+            matched_a += n_a
+            matched_b += n_b
+            files[rel] = (n_a / fa.fp.token_coverage, n_b / fb.fp.token_coverage)
     score_a = matched_a / a.tokens if a.tokens else 0.0
     score_b = matched_b / b.tokens if b.tokens else 0.0
     return Pair(a, b, score_a, score_b, matched_a, matched_b, files)
@@ -325,6 +363,8 @@ verdict: open the side-by-side page.</p>
 
     def plot_svg(self) -> str:
         """Inline SVG: the distribution of the pairs' (higher) scores, the threshold marked."""
+        if not self.scores.size:
+            return "<p>(fewer than two submissions with code of their own: no pair to plot)</p>"
         import matplotlib
 
         matplotlib.use("Agg")
@@ -371,7 +411,7 @@ def _pair_json(p: Pair, listed: bool) -> dict:
         "score_b": round(p.score_b, 4),
         "matched_tokens_a": p.matched_a,
         "matched_tokens_b": p.matched_b,
-        "files": {rel: [round(f[0], 4), round(f[1], 4)] for rel, f in p.files.items()},
+        "files": {rel: [round(sa, 4), round(sb, 4)] for rel, (sa, sb) in p.files.items()},
         "page": p.page if listed else None,
     }
 
@@ -400,6 +440,18 @@ def own_slices(raw: str, template: list[bool], slices) -> np.ndarray:
     return np.array([starts, ends], dtype=int).reshape(2, -1)
 
 
+def matched_regions(fa: FileCode, fb: FileCode) -> tuple[np.ndarray, np.ndarray]:
+    """The regions of each file's text that match the other's, from copydetect's
+    ``compare_files``, without the stub's lines."""
+    from copydetect import compare_files
+
+    _, _, (slices_a, slices_b) = compare_files(fa.fp, fb.fp)
+    return tuple(
+        own_slices(f.raw, f.template, f.to_raw(sl) if np.size(sl) else sl)
+        for f, sl in ((fa, slices_a), (fb, slices_b))
+    )
+
+
 def _marked(raw: str, slices: np.ndarray, truncate: int) -> str:
     from copydetect.utils import highlight_overlap
 
@@ -420,16 +472,16 @@ def pair_html(p: Pair, threshold: float) -> str:
 
     e = html.escape
     sections = []
-    for rel, (sim_a, sim_b, slices_a, slices_b) in p.files.items():
+    for rel, (sim_a, sim_b) in p.files.items():
         columns = []
-        for doc, sim, slices in ((p.a, sim_a, slices_a), (p.b, sim_b, slices_b)):
-            raw = doc.fingerprints[rel].raw_code
-            mine = own_slices(raw, doc.template[rel], slices)
+        fa, fb = p.a.files[rel], p.b.files[rel]
+        regions = matched_regions(fa, fb)
+        for doc, f, sim, mine in ((p.a, fa, sim_a, regions[0]), (p.b, fb, sim_b, regions[1])):
             columns.append(
                 f"<div><h3>{e(doc.label)}: {e(rel)} ({sim:.0%} of its own code here)</h3>"
-                f"<pre>{_marked(raw, mine, CONTEXT_LINES)}</pre>"
-                f"<details><summary>the whole file</summary><pre>{_marked(raw, mine, -1)}</pre>"
-                "</details></div>"
+                f"<pre>{_marked(f.raw, mine, CONTEXT_LINES)}</pre>"
+                f"<details><summary>the whole file</summary><pre>{_marked(f.raw, mine, -1)}"
+                "</pre></details></div>"
             )
         sections.append(f'<h2>{e(rel)}</h2><div class="sbs">{"".join(columns)}</div>')
     body = f"""<style>{PAGE_STYLE}</style>
