@@ -8,6 +8,7 @@ checked for dtype, shape and finiteness, and compared with the reference tensors
 import io
 import json
 import signal
+import threading
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -152,12 +153,19 @@ def unpack_snapshot(data: bytes | None) -> dict[str, bytes] | None:
         return None
 
 
-def trusted_overfit_model():
-    """The grader's own copy of the seed's overfit model (the solution's CNN, not the student's)."""
-    from hw2.classifier import ArgMaxClassifier
-    from hw2.cnn import CNN
+_per_thread = threading.local()
 
-    return ArgMaxClassifier(model=CNN(**OVERFIT_CNN))
+
+def trusted_overfit_model():
+    """The grader's own copy of the seed's overfit model (the solution's CNN, not the
+    student's), built once per thread: grading overwrites every parameter."""
+    model = getattr(_per_thread, "overfit_model", None)
+    if model is None:
+        from hw2.classifier import ArgMaxClassifier
+        from hw2.cnn import CNN
+
+        model = _per_thread.overfit_model = ArgMaxClassifier(model=CNN(**OVERFIT_CNN))
+    return model
 
 
 def _grade_overfit(check: str, out: dict, exp: Expected, ctx: dict) -> str:

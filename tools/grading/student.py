@@ -82,13 +82,21 @@ class TaskRun:
 
 class EarlyStop:
     """Judges each epoch's snapshot of the overfit run in this process (with the trusted
-    model, as ``compare`` grades the final one) and stops the run at the first that passes:
-    the seed's verdict is the best epoch's accuracy, so later epochs cannot change it."""
+    model, as ``compare`` grades the final one) and, with ``stop``, stops the run at the first
+    that passes: the seed's verdict is the best epoch's accuracy, so later epochs cannot
+    change it. Without ``stop`` the run trains every epoch and the verdict is the same."""
 
-    def __init__(self, grader: "StudentGrader"):
+    def __init__(self, grader: "StudentGrader", stop: bool = True):
         self.grader = grader
+        self.stop = stop
         self.outputs: dict | None = None
         self.epoch = -1
+
+    def note(self) -> str:
+        epochs = OVERFIT_RUN["num_epochs"]
+        if self.stop:
+            return f"stopped after epoch {self.epoch + 1} of {epochs}, the first that passes"
+        return f"first passed after epoch {self.epoch + 1} of {epochs} (all {epochs} trained)"
 
     def __call__(self, event: dict) -> str:
         if event.get("task") != "overfit" or self.outputs is not None:
@@ -104,7 +112,7 @@ class EarlyStop:
         if not passed:
             return "continue"
         self.outputs, self.epoch = arrays, int(event.get("epoch", -1))
-        return "stop"
+        return "stop" if self.stop else "continue"
 
 
 class StudentGrader:
@@ -171,9 +179,9 @@ class StudentGrader:
             "cpu": {t: limits[t] for t in todo},
             "wall": {t: wall_clock(limits[t]) for t in todo},
             "budget": left,
-            "args": {"overfit": {"snapshots": self.early_stop}},
+            "args": {"overfit": {"snapshots": True}},
         }
-        stop = EarlyStop(self) if self.early_stop and "overfit" in todo else None
+        stop = EarlyStop(self, self.early_stop) if "overfit" in todo else None
         stops_before = self.worker.cap.stops()
         try:
             reply = self.worker.run(request, on_event=stop)
@@ -210,15 +218,16 @@ class StudentGrader:
                 ("error", clip(str(error))) if error else None, own, texts.get(task, ""),
                 _number(entry.get("seconds")), _number(entry.get("cpu")),
             )  # fmt: skip
+        run = finished.get("overfit")
+        if run is not None and run.failure is None and stop and stop.outputs is not None:
+            run.outputs, run.note = stop.outputs, stop.note()  # the epoch that passed
         if len(finished) == len(todo):
             return finished, {}
         task = todo[len(finished)]
         text = texts.get(task, "")
         if reply.get("stopped") and task == "overfit" and stop and stop.outputs is not None:
-            epochs = OVERFIT_RUN["num_epochs"]
-            note = f"stopped after epoch {stop.epoch + 1} of {epochs}, the first that passes"
-            run = TaskRun(None, stop.outputs, text, float(reply.get("seconds") or 0.0), note=note)
-            return finished, {task: run}
+            seconds = float(reply.get("seconds") or 0.0)
+            return finished, {task: TaskRun(None, stop.outputs, text, seconds, note=stop.note())}
         failure = (
             self._memory_failure(stops_before)
             or self._time_failure(reply, task, limits[task], left)
