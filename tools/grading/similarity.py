@@ -334,7 +334,8 @@ class Similarity:
         more_html = (
             f"<p>{more} more pairs reach the threshold: see grades.json.</p>" if more > 0 else ""
         )
-        archives = ", ".join(f"{e(k)} ({v})" for k, v in self.archives.items())
+        archives = "; ".join(f"{e(k)}, {v} submissions" for k, v in self.archives.items())
+        archives = f" (with the archives {archives})" if archives else ""
         table = (
             '<table class="similarity"><thead><tr><th>#</th><th>a</th><th>b</th>'
             "<th>a's code in b</th><th>b's code in a</th><th>tokens matched</th><th>files</th>"
@@ -353,9 +354,8 @@ class Similarity:
 <p>Each pair of submissions compared with copydetect's winnowing fingerprints (k = {NOISE_K}
 tokens of code with every name anonymized; comments, docstrings and the released stubs do not
 count). A score is the share of one side's own code found in the other. {len(self.reported)}
-pair(s) of {self.scores.size} reach {self.threshold:.0%}
-{f"; archives: {archives}" if self.archives else ""}. Similar code is a reason to look, not a
-verdict: open the side-by-side page.</p>
+pair(s) of {self.scores.size} reach {100 * self.threshold:g}%{archives}. Similar code is a
+reason to look, not a verdict: open the side-by-side page.</p>
 <div>{self.plot_svg()}</div>
 {table}
 {no_code}
@@ -488,7 +488,7 @@ def pair_html(p: Pair, threshold: float) -> str:
 <h1>Similarity: {e(p.a.label)} and {e(p.b.label)}</h1>
 <p>Staff only. {p.score_a:.0%} of {e(p.a.label)}'s own code ({p.matched_a} of {p.a.tokens}
 tokens) is found in {e(p.b.label)}'s; {p.score_b:.0%} of {e(p.b.label)}'s ({p.matched_b} of
-{p.b.tokens}) in {e(p.a.label)}'s. Threshold {threshold:.0%}. <mark>Highlighted</mark>: code
+{p.b.tokens}) in {e(p.a.label)}'s. Threshold {100 * threshold:g}%. <mark>Highlighted</mark>: code
 whose fingerprints (runs of k = {NOISE_K} tokens, every name anonymized) occur in both files,
 outside the released stubs; {CONTEXT_LINES} lines of context are shown around them.
 <a href="../report.html#similarity">Back to the report</a>.</p>
