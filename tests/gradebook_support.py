@@ -152,3 +152,64 @@ def totals_of_grades_csv(out: Path) -> dict[str, float]:
         for row in csv.DictReader(f):
             totals[row["student_id"]] = totals.get(row["student_id"], 0.0) + float(row["points"])
     return totals
+
+
+@contextmanager
+def jupyter_server(course: Path, tmp: Path):
+    """A Jupyter server (nbgrader's formgrader extension enabled by its install) serving
+    ``course`` on 127.0.0.1 with a token; yields ``(base url, token)``, stopped afterwards."""
+    import time
+    import urllib.request
+
+    port, token = _free_port(), uuid.uuid4().hex
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime")}
+    log = open(tmp / "jupyter.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(BIN / "jupyter"), "server", f"--ServerApp.token={token}", f"--ServerApp.port={port}",
+         "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False", "--allow-root",
+         f"--ServerApp.root_dir={course}"],
+        cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # up to about a minute on a loaded machine
+            if server.poll() is not None:
+                pytest.fail(f"jupyter server exited: {(tmp / 'jupyter.log').read_text()[-2000:]}")
+            try:
+                request = urllib.request.Request(
+                    f"{base}/formgrader/api/status", headers={"Authorization": f"token {token}"}
+                )
+                with urllib.request.urlopen(request, timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the jupyter server did not answer within a minute")
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def api(base: str, token: str, path: str, body: dict | None = None, raw: bool = False):
+    """A request to the formgrader: its REST API under /formgrader/api/ (a PUT when ``body``
+    is given), or any page (a path starting with /) as text when ``raw``."""
+    import json
+    import urllib.request
+
+    url = f"{base}{path}" if path.startswith("/") else f"{base}/formgrader/api/{path}"
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "PUT",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        text = reply.read().decode()
+    return text if raw else json.loads(text)

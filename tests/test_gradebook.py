@@ -8,10 +8,12 @@ import shutil
 
 import pytest
 from gradebook_support import (
+    api,
     course_dir,
     fresh_database,
     gradebook_cli,
     graded_examples,
+    jupyter_server,
     nbgrader_export,
     postgres_server,
     totals_of_grades_csv,
@@ -48,7 +50,7 @@ def synced(request, out, tmp_path_factory):
     """A database of each kind into which the examples' results were synced (read only)."""
     tmp = tmp_path_factory.mktemp("synced")
     with fresh_database(request.param, tmp, _port(request, request.param)) as url:
-        gradebook.sync(out, url, progress=False)
+        gradebook.sync(out, url, course=tmp / "course", progress=False)
         yield request.param, url
 
 
@@ -198,7 +200,9 @@ def test_rerun_updates_in_place_and_keeps_the_tas_grades(out, db, tmp_path, caps
     (cnn_0,) = [c for c in doc["checks"] if c["check"] == "cnn_0"]
     cnn_0["points"], cnn_0["status"] = 0, "failed"
     path.write_text(json.dumps(doc))
-    code, stdout, stderr = cli(capsys, "sync", str(regraded), "--db", db, "--quiet")
+    code, stdout, stderr = cli(
+        capsys, "sync", str(regraded), "--db", db, "--quiet", "--course", str(tmp_path)
+    )
     assert code == 0, stderr
     assert "0 new and 4 updated" in stdout
     second = snapshot(db)
@@ -211,31 +215,12 @@ def test_rerun_updates_in_place_and_keeps_the_tas_grades(out, db, tmp_path, caps
 # --- nbgrader's own export and TAs' grades --------------------------------------------------
 
 
-def test_nbgrader_export_lists_the_totals_of_grades_csv_and_a_tas_grade_changes_them(
-    out, db, tmp_path
-):
-    from nbgrader.api import Gradebook
-
-    course = course_dir(tmp_path / "course")
-    exported = nbgrader_export(course, db)
+def test_nbgrader_export_lists_the_totals_of_grades_csv(out, db, tmp_path):
+    exported = nbgrader_export(course_dir(tmp_path / "course"), db)
     want = totals_of_grades_csv(out)
     assert {sid: float(row["score"]) for sid, row in exported.items()} == want
     assert want["correct"] == 100 and want["untouched"] == 0
     assert {float(row["max_score"]) for row in exported.values()} == {MAX_POINTS}
-
-    # A TA grades an answer: what the formgrader's grade handler does, through the same API.
-    with Gradebook(db) as gb:
-        (sub,) = [s for s in gb.assignment_submissions("hw2") if s.student.id == "partial"]
-        (grade,) = [g for nb in sub.notebooks for g in nb.grades if g.name == "task_q2"]
-        grade_id = grade.id
-    with Gradebook(db) as gb:
-        grade = gb.find_grade_by_id(grade_id)
-        grade.manual_score = 3.5
-        grade.needs_manual_grade = grade.manual_score is None and grade.auto_score is None
-        gb.db.commit()
-    after = nbgrader_export(course, db)
-    assert float(after["partial"]["score"]) == want["partial"] + 3.5
-    assert float(after["correct"]["score"]) == want["correct"]
 
 
 def test_import_manual_csv_sets_the_tas_points_and_comments(out, db, tmp_path, capsys):
@@ -257,6 +242,45 @@ def test_import_manual_csv_sets_the_tas_points_and_comments(out, db, tmp_path, c
     want = totals_of_grades_csv(out)
     assert float(exported["correct"]["score"]) == want["correct"] + 9.5
     assert float(exported["partial"]["score"]) == want["partial"] + 2
+
+
+@pytest.fixture
+def formgrader(db, out, tmp_path):
+    """nbgrader's formgrader (a Jupyter server with nbgrader's extension, as TAs run it) on a
+    course directory whose gradebook is ``db``, after a sync that wrote the notebooks it shows;
+    yields ``(base url, token, course)``."""
+    course = course_dir(tmp_path / "course")
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(f"\nc.CourseDirectory.db_url = {db!r}\n")
+    gradebook.sync(out, db, course=course, progress=False)
+    with jupyter_server(course, tmp_path) as (base, token):
+        yield base, token, course
+
+
+def test_tas_grade_the_answers_in_the_formgrader_and_the_export_follows(out, db, formgrader):
+    base, token, course = formgrader
+    subs = {s["student"]: s for s in api(base, token, "submitted_notebooks/hw2/Part4_CNN")}
+    assert sorted(subs) == sorted(results(out))
+    # answered questions wait for a TA; a submission with none answered does not
+    assert subs["partial"]["needs_manual_grade"] and not subs["untouched"]["needs_manual_grade"]
+    assert subs["correct"]["score"] == 100 and subs["correct"]["max_score"] == MAX_POINTS
+    grades = {
+        g["name"]: g for g in api(base, token, f"grades?submission_id={subs['partial']['id']}")
+    }
+    manual = {name: grades[name] for name in task_points_by_cell()}
+    assert {n: g["max_score"] for n, g in manual.items()} == {"task_q1": 5.0, "task_q2": 5.0}
+    assert all(g["needs_manual_grade"] and g["manual_score"] is None for g in manual.values())
+    # the TA reads the student's answer, rendered, in the submission's page
+    answer = results(out)["partial"]["answers"]["part4_q2"]
+    assert "chain rule gives" in answer
+    page = api(base, token, f"/formgrader/submissions/{subs['partial']['id']}/", raw=True)
+    assert "chain rule gives" in page
+    # and grades it: the formgrader writes the gradebook, nbgrader export follows
+    before = float(nbgrader_export(course, db)["partial"]["score"])
+    saved = api(base, token, f"grade/{manual['task_q2']['id']}", {"manual_score": 3.5})
+    assert saved["manual_score"] == 3.5 and not saved["needs_manual_grade"]
+    assert float(nbgrader_export(course, db)["partial"]["score"]) == before + 3.5
+    assert before == totals_of_grades_csv(out)["partial"]
 
 
 # --- bad input: one line, nothing written ---------------------------------------------------
@@ -287,7 +311,9 @@ def test_bad_manual_sheets_are_refused_with_one_line_and_nothing_written(db, tmp
 def test_an_unreachable_database_is_one_line(out, pg_port, tmp_path, capsys):
     closed = f"postgresql://postgres@127.0.0.1:{pg_port}/no_such_database"
     for url in (closed, f"sqlite:///{tmp_path / 'missing' / 'gradebook.db'}"):
-        code, _, stderr = cli(capsys, "sync", str(out), "--db", url, "--quiet")
+        code, _, stderr = cli(
+            capsys, "sync", str(out), "--db", url, "--quiet", "--course", str(tmp_path)
+        )
         assert code == 1
         assert stderr.count("\n") == 1 and "gradebook" in stderr, stderr
     roster = tmp_path / "roster.csv"
@@ -298,7 +324,7 @@ def test_an_unreachable_database_is_one_line(out, pg_port, tmp_path, capsys):
     assert "no gradebook at" in stderr and not (tmp_path / "none.db").exists()
 
 
-def test_a_gradebook_made_for_another_assignment_is_refused(out, empty_db, capsys):
+def test_a_gradebook_made_for_another_assignment_is_refused(out, empty_db, tmp_path, capsys):
     from nbgrader.api import Gradebook
 
     with Gradebook(empty_db, course_id="default_course") as gb:
@@ -307,7 +333,9 @@ def test_a_gradebook_made_for_another_assignment_is_refused(out, empty_db, capsy
         gb.add_grade_cell("test_mlp", "Part3_MLP", release.ASSIGNMENT, max_score=7,
                           cell_type="code")  # fmt: skip
     before = snapshot(empty_db)
-    code, _, stderr = cli(capsys, "sync", str(out), "--db", empty_db, "--quiet")
+    code, _, stderr = cli(
+        capsys, "sync", str(out), "--db", empty_db, "--quiet", "--course", str(tmp_path)
+    )
     assert code == 1 and stderr.count("\n") == 1
     assert "made for another notebook" in stderr and "Part3_MLP" in stderr
     assert snapshot(empty_db) == before
@@ -320,13 +348,15 @@ def test_results_of_another_grader_are_refused(out, empty_db, tmp_path, capsys):
     doc = json.loads(path.read_text())
     doc["checks"] = [c for c in doc["checks"] if c["check"] != "overfit"]
     path.write_text(json.dumps(doc))
-    code, _, stderr = cli(capsys, "sync", str(bad), "--db", empty_db, "--quiet")
+    code, _, stderr = cli(
+        capsys, "sync", str(bad), "--db", empty_db, "--quiet", "--course", str(tmp_path)
+    )
     assert code == 1 and stderr.count("\n") == 1
     assert "partial.json" in stderr and "tools/checks.py" in stderr
     assert snapshot(empty_db)["students"] == []
 
 
-def test_a_database_failure_half_way_writes_nothing(out, empty_db, capsys):
+def test_a_database_failure_half_way_writes_nothing(out, empty_db, tmp_path, capsys):
     """The database itself refuses the third student: the two written before are gone too."""
     import sqlalchemy as sa
     from nbgrader.api import Gradebook
@@ -350,12 +380,15 @@ def test_a_database_failure_half_way_writes_nothing(out, empty_db, capsys):
                 "FOR EACH ROW EXECUTE FUNCTION refuse()"
             )
     engine.dispose()
-    code, stdout, stderr = cli(capsys, "sync", str(out), "--db", empty_db, "--quiet")
+    code, stdout, stderr = cli(
+        capsys, "sync", str(out), "--db", empty_db, "--quiet", "--course", str(tmp_path)
+    )
     assert code == 1, stdout
     assert stderr.count("\n") == 1 and "nothing was written" in stderr, stderr
     assert "refused by the test" in stderr
     held = snapshot(empty_db)
     assert held["students"] == [] and held["grades"] == []
+    assert not (tmp_path / "autograded").exists()  # no notebook either
     # the assignment itself was recorded (as tools/release.py would) before the grades
     with Gradebook(empty_db) as gb:
         assert [a.name for a in gb.assignments] == [release.ASSIGNMENT]
@@ -364,10 +397,31 @@ def test_a_database_failure_half_way_writes_nothing(out, empty_db, capsys):
 def test_the_command_runs_as_staff_run_it(out, tmp_path):
     """The script itself, in a fresh process, on an SQLite path."""
     path = tmp_path / "course.db"
-    done = gradebook_cli("sync", str(out), "--db", str(path), "--quiet")
+    done = gradebook_cli("sync", str(out), "--db", str(path), "--quiet", "--course", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "4 new and 0 updated" in done.stdout and path.is_file()
     assert snapshot(f"sqlite:///{path}")["students"] == sorted(results(out))
+    made = sorted(p.relative_to(tmp_path) for p in (tmp_path / "autograded").rglob("*.ipynb"))
+    assert [str(p) for p in made] == [
+        f"autograded/{s}/hw2/Part4_CNN.ipynb" for s in sorted(results(out))
+    ]
+
+
+def test_the_formgrader_notebook_shows_results_and_sanitized_answers(out):
+    import nbformat
+
+    doc = results(out)["partial"]
+    doc["answers"]["part4_q1"] = "My answer <script>alert(1)</script> with $x^2$"
+    (hidden,) = [c for c in doc["checks"] if c["check"] == "hidden_resblock"]
+    hidden.update(status="failed", message="differs for in_channels=7 (secret)")
+    nb = gradebook.graded_notebook(doc, nbformat.read(gradebook.RELEASED_NOTEBOOK, as_version=4))
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    html = cells["answer_q1"].outputs[0]["data"]["text/html"]
+    assert "My answer" in html and "<script" not in html and "<math" in html
+    text = cells["test_resblock"].outputs[0]["text"]
+    assert "resblock: " in text and "hidden_resblock: failed, 0 / 5 points." in text
+    assert "in_channels=7" not in text
+    assert nb.metadata["hw2"]["graded_by"] == gradebook.MADE_BY
 
 
 def test_the_default_database_is_the_course_gradebook(tmp_path):

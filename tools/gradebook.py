@@ -31,13 +31,19 @@ def _warn(warnings: list[str]) -> None:
 
 def cmd_sync(args) -> int:
     url = gradebook.resolve_url(args.db)
-    rep = gradebook.sync(args.out, url, progress=not args.quiet)
+    rep = gradebook.sync(args.out, url, course=args.course, progress=not args.quiet)
     if rep.recorded_assignment:
         print(f"gradebook: recorded assignment {gradebook.ASSIGNMENT} (generate_assignment)")
     print(
         f"gradebook: {len(rep.added)} new and {len(rep.updated)} updated submission(s) of "
         f"{gradebook.ASSIGNMENT} in {gradebook.shown(url)}"
     )
+    if rep.notebooks:
+        folder = rep.notebooks[0].parent.parent.parent
+        print(f"gradebook: {len(rep.notebooks)} notebook(s) for the formgrader in {folder}/")
+    if rep.kept_notebooks:
+        kept = ", ".join(str(p) for p in rep.kept_notebooks)
+        _warn([f"notebooks made by nbgrader autograde, left as they were: {kept}"])
     if rep.not_in_results:
         _warn(
             [f"submissions not in {args.out}, left as they were: {', '.join(rep.not_in_results)}"]
@@ -112,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     p = command("sync", cmd_sync, "write OUT's results into the gradebook (re-runs update)")
     p.add_argument("out", type=Path, help="the --out folder of tools/autograde.py")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--course",
+        type=Path,
+        default=gradebook.ROOT,
+        help="course directory whose autograded/<id>/hw2/ get the notebooks the "
+        "formgrader shows (default: this repository)",
+    )
 
     p = command("import-manual", cmd_import_manual, "import TAs' points for the written answers")
     p.add_argument(

@@ -8,9 +8,10 @@
   as it was (``missing="zero"`` writes 0 instead).
 - ``gradescope_results``: Gradescope's ``results.json`` of one student: every check a test
   (``name``, ``score``, ``max_score``, ``status``, ``output``, ``visibility``); hidden
-  checks are ``after_published`` and say only whether they passed, never their messages or
-  prints, which could reveal their configuration; the written answers are tests once a TA
-  has graded them. ``score`` is the gradebook's total, as ``nbgrader export`` lists it.
+  checks are ``after_published`` and say only how they ended (``feedback.student_message``),
+  never their own messages or prints, which could reveal their configuration; the written
+  answers are tests once a TA has graded them. ``score`` is the gradebook's total, as
+  ``nbgrader export`` lists it.
 
 Totals are the gradebook's (automatic + manual, TAs' overrides included); an export refuses
 results that the gradebook does not hold (run ``sync`` first).
@@ -24,18 +25,13 @@ from pathlib import Path
 
 from tools.checks import CHECKS, MAX_POINTS
 from tools.grading import gradebook
+from tools.grading.feedback import student_message
 from tools.grading.gradebook import GradebookError, StudentGrades
 from tools.grading.runner import write_atomic
 
 CANVAS_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
 MISSING = ("blank", "zero")
-HIDDEN_OUTPUT = {
-    "passed": "passed on a hidden configuration",
-    "failed": "did not match the reference on a hidden configuration",
-    "error": "raised an error on a hidden configuration",
-    "timeout": "ran out of time on a hidden configuration",
-}
 
 
 @dataclass
@@ -194,7 +190,7 @@ def gradescope_results(doc: dict, held: StudentGrades) -> dict:
             visibility = "visible"
         elif check.hidden:
             score = float(result["points"])
-            output = HIDDEN_OUTPUT.get(result["status"], HIDDEN_OUTPUT["error"])
+            output = student_message(result, hidden=True)  # as the feedback page words it
             visibility = "after_published"
         else:
             score = float(result["points"])

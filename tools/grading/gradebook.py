@@ -17,6 +17,7 @@ first and then writes in one database transaction: a failure leaves the gradeboo
 Re-runs update the same rows in place.
 """
 
+import copy
 import csv
 import json
 import logging
@@ -39,6 +40,8 @@ from tools.checks import CHECKS, CHECKS_BY_NAME, points_by_cell, task_points_by_
 ROOT = release.ROOT
 ASSIGNMENT = release.ASSIGNMENT
 NOTEBOOK = release.NOTEBOOK
+RELEASED_NOTEBOOK = ROOT / release.RELEASE_DIR / f"{NOTEBOOK}.ipynb"
+MADE_BY = "tools/gradebook.py sync"  # marks the autograded notebooks that sync writes
 MANUAL = [c for c in CHECKS if c.kind == "manual"]
 NO_RESPONSE = "No response."
 PG_CONNECT_TIMEOUT = "10"  # seconds; an unreachable server fails instead of hanging
@@ -53,9 +56,12 @@ class GradebookError(Exception):
 
 
 def course_config(root: Path = ROOT):
-    """The course's ``nbgrader_config.py``, as nbgrader loads it, rooted at ``root``."""
+    """The course's ``nbgrader_config.py`` (``root``'s own, else this kit's), as nbgrader
+    loads it, rooted at ``root``."""
     try:
-        return release.nbgrader_config(root, root)
+        return release.nbgrader_config(
+            root if (root / "nbgrader_config.py").is_file() else ROOT, root
+        )
     except release.ReleaseError as e:
         raise GradebookError(str(e)) from e
 
@@ -429,10 +435,14 @@ class SyncReport:
     updated: list[str] = field(default_factory=list)
     not_in_results: list[str] = field(default_factory=list)
     recorded_assignment: bool = False
+    notebooks: list[Path] = field(default_factory=list)
+    kept_notebooks: list[Path] = field(default_factory=list)  # nbgrader autograde's own
 
 
-def sync(out: Path, url: str, progress: bool = True) -> SyncReport:
-    """Write the results of ``out`` into the gradebook at ``url``."""
+def sync(out: Path, url: str, course: Path | None = ROOT, progress: bool = True) -> SyncReport:
+    """Write the results of ``out`` into the gradebook at ``url``, then (unless ``course`` is
+    ``None``) each student's notebook into the course's ``autograded/<id>/hw2/`` folder,
+    where the formgrader shows it to the TAs."""
     from nbgrader.api import MissingEntry
     from tqdm import tqdm
 
@@ -464,6 +474,8 @@ def sync(out: Path, url: str, progress: bool = True) -> SyncReport:
                 gb.add_submission(ASSIGNMENT, sid)
                 report.added.append(sid)
             _write_student(gb, doc)
+    if course is not None:
+        _write_notebooks(docs, course, report)
     return report
 
 
@@ -484,6 +496,72 @@ def _write_student(gb, doc: dict) -> None:
         grade.needs_manual_grade = answered and grade.manual_score is None
         comment.auto_comment = note
     gb.db.commit()
+
+
+# --- the notebooks the formgrader shows ----------------------------------------------------
+
+
+def graded_notebook(doc: dict, released: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student's notebook as the formgrader shows it to a TA: the released notebook with
+    each test cell's output listing its checks' results (a hidden check's as the student's
+    feedback words it) and each answer cell showing the student's answer, sanitized."""
+    from cs236781.answers import clean_answer, is_unanswered
+    from tools.grading.feedback import render_markdown, student_message
+
+    nb = copy.deepcopy(released)
+    nb.metadata["hw2"] = {**nb.metadata.get("hw2", {}), "graded_by": MADE_BY,
+                          "student_id": doc["student_id"], "grader": doc.get("grader")}  # fmt: skip
+    results = {c["check"]: c for c in doc["checks"]}
+    answers = doc.get("answers", {})
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        lines = [
+            f"{c.name}: {results[c.name]['status']}, {results[c.name]['points']:g} / {c.points}"
+            f" points. {student_message(results[c.name], c.hidden)}"
+            for c in CHECKS
+            if c.kind == "auto" and c.grade_id == grade_id
+        ]
+        if lines:
+            text = "\n".join(lines) + "\n"
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        for check in MANUAL:
+            if f"answers.{check.name})" not in cell.source:
+                continue
+            answer = answers.get(check.name)
+            if answer is None or is_unanswered(answer):
+                note = f"({results[check.name]['message'] or 'unanswered'})\n"
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=note)]
+            else:
+                data = {"text/html": render_markdown(clean_answer(answer)), "text/plain": answer}
+                cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    return nb
+
+
+def _write_notebooks(docs: list[dict], course: Path, report: SyncReport) -> None:
+    from nbgrader.coursedir import CourseDirectory
+
+    from tools.grading.runner import write_atomic
+
+    released = nbformat.read(RELEASED_NOTEBOOK, as_version=4)
+    coursedir = CourseDirectory(config=course_config(course))
+    for doc in docs:
+        folder = coursedir.format_path(
+            coursedir.autograded_directory, doc["student_id"], ASSIGNMENT
+        )
+        path = Path(folder) / f"{NOTEBOOK}.ipynb"
+        if path.is_file():
+            try:
+                made_by = nbformat.read(path, as_version=4).metadata.get("hw2", {}).get("graded_by")
+            except (OSError, ValueError):
+                made_by = None
+            if made_by != MADE_BY:  # nbgrader autograde's own run: left as it is
+                report.kept_notebooks.append(path)
+                continue
+        nb = graded_notebook(doc, released)
+        write_atomic(path, (nbformat.writes(nb) + "\n").encode())
+        report.notebooks.append(path)
 
 
 # --- manual grades from a CSV ---------------------------------------------------------------
