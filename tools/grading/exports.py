@@ -20,6 +20,7 @@ results that the gradebook does not hold (run ``sync`` first).
 import csv
 import io
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def read_roster(path: Path, key: str) -> list[dict[str, str]]:
     rows, seen = [], {}
     for line, values in enumerate(lines[1:], start=2):
         row = {h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)}
+        row[key] = unicodedata.normalize("NFC", row[key])  # as the graded ids are
         if not any(row.values()) or row["Student"] == POINTS_POSSIBLE:
             continue
         if not row[key]:
@@ -138,6 +140,7 @@ def canvas_csv(
     listed = {row[key] for row in roster}
     graded = [d["student_id"] for d in docs]
     unlisted = [sid for sid in graded if sid not in listed]
+    submitted = set(graded)
     warnings = []
     if unlisted and not ignore_unlisted:
         raise GradebookError(
@@ -153,7 +156,7 @@ def canvas_csv(
     writer.writerow([POINTS_POSSIBLE, "", "", "", "", _points(MAX_POINTS)])
     no_submission = []
     for row in roster:
-        held = grades.get(row[key]) if row[key] in graded else None
+        held = grades.get(row[key]) if row[key] in submitted else None
         if held is None:
             no_submission.append(row[key])
             cell = "0" if missing == "zero" else ""
