@@ -135,3 +135,12 @@ def test_a_hidden_checks_own_message_is_not_shown_to_the_student():
     assert "raised an error on a configuration you have not seen" in page
     assert "importing hw2/cnn.py failed: X" in page  # about the files, not the configuration
     assert "expected (1, 10)" in page  # visible checks keep their message
+
+
+def test_a_written_answer_not_yet_graded_shows_no_points():
+    d = doc()
+    for c in d["checks"]:
+        if c["check"].startswith("part4_q"):
+            c.update(status="manual", message="answered (3 words); graded by the staff")
+    page = feedback_html(d, {})
+    assert "– / 5 (graded by the staff)" in page and page.count("(graded by the staff)") == 2

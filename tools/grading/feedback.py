@@ -122,6 +122,13 @@ HIDDEN_MESSAGES = {
 SAFE_PREFIXES = ("importing hw2/", "hw2/", "not run: ", "stopped when the submission's time")
 
 
+def points_cell(check: dict) -> str:
+    """``3 / 5``; a written answer not graded yet shows no points but who grades it."""
+    if check.get("status") == "manual":
+        return f"– / {check['max_points']} (graded by the staff)"
+    return f"{check['points']} / {check['max_points']}"
+
+
 def student_message(check: dict, hidden: bool) -> str:
     """The message a student reads: a hidden check's own message could reveal its
     configuration (a shape, a size in an error), so it says only how the check ended."""
@@ -155,7 +162,7 @@ def feedback_html(doc: dict, titles: dict[str, str]) -> str:
             )
         rows.append(
             f"<tr><td>{e(c['check'])}<br><small>{e(titles.get(c['check'], ''))}</small></td>"
-            f"{status_cell(c['status'])}<td>{c['points']} / {c['max_points']}</td>"
+            f"{status_cell(c['status'])}<td>{points_cell(c)}</td>"
             f"<td>{e(student_message(c, hidden))}{output}</td></tr>"
         )
     parts.append(
