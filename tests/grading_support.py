@@ -78,3 +78,28 @@ def outputs(out: Path, sid: str) -> dict[str, str]:
 def comparable(rows: dict[str, dict]) -> dict[str, tuple]:
     """What must not change between runs: status, points and message of each check."""
     return {check: (r["status"], r["points"], r["message"]) for check, r in rows.items()}
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def measure_in_chromium(page: str, script: str, tmp_path: Path) -> dict:
+    """Lay ``page`` out in headless Chromium with ``script`` added before ``</body>`` (on a
+    copy: the pages themselves carry no script); return the JSON the script put in
+    ``<pre id="measured">``. Skips when Chromium is missing, except in CI."""
+    import html
+
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    html_path = tmp_path / f"measured-{len(list(tmp_path.glob('measured-*')))}.html"
+    html_path.write_text(page.replace("</body>", script + "</body>"))
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=3000", "--dump-dom", html_path.as_uri()]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = done.stdout.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
+    return json.loads(html.unescape(measured))

@@ -1,16 +1,10 @@
 """Feedback pages: answers rendered from Markdown, math as MathML that a browser lays out."""
 
-import json
-import os
-import shutil
-import subprocess
-
-import pytest
+from grading_support import measure_in_chromium
 
 from tools.checks import CHECKS
 from tools.grading.feedback import feedback_html, render_markdown
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ANSWER = r"""**Parameters.** A conv has $K^2 C_{in} C_{out}$ weights:
 
 $$2 \cdot (3^2 \cdot 256 \cdot 256 + 256) = \frac{1{,}180{,}160}{1}$$
@@ -94,23 +88,8 @@ window.addEventListener("load", () => {
 
 
 def test_chromium_lays_out_the_math(tmp_path):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
     page = feedback_html(doc(), {c.name: c.title for c in CHECKS})
-    html_path = tmp_path / "page.html"
-    # the measuring script is added to a copy: the page itself has none
-    html_path.write_text(page.replace("</body>", MEASURE + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=3000", "--dump-dom", html_path.as_uri()]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    dom = done.stdout
-    measured = json.loads(dom.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
-                          .replace("&quot;", '"'))  # fmt: skip
+    measured = measure_in_chromium(page, MEASURE, tmp_path)
     boxes = measured["boxes"]
     assert len(boxes) >= 3  # 2 in answer 1, 1 in answer 2
     assert all(b["mathml"] and b["w"] > 0 and b["h"] > 0 for b in boxes), boxes

@@ -6,21 +6,24 @@ every replacement must apply. All of them are graded in one batch through the re
 with the two correct submissions, which must get no hint at all.
 """
 
-import html
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
-from grading_support import REPO, autograde, grades, make_submission, requires_sandbox, results
+from grading_support import (
+    REPO,
+    autograde,
+    grades,
+    make_submission,
+    measure_in_chromium,
+    requires_sandbox,
+    results,
+)
 
 from tools.asset_specs import HIDDEN_SPECS, PUBLIC_SPECS
 from tools.checks import CHECKS, CHECKS_BY_NAME, STUDENT_FILES
 from tools.grading import diagnose, harness
 
 W26 = REPO / "tests" / "fixtures" / "template" / "w26"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AUTO = [c.name for c in CHECKS if c.kind == "auto"]
 
 # name -> (the correct files it starts from, replacements in hw2/cnn.py, {check: [in the hint]})
@@ -236,24 +239,6 @@ def test_hint_is_in_the_csv_json_and_a_collapsed_block_of_the_feedback(graded):
     assert "feature-count probe" in page and "<details open" not in page
 
 
-def _chromium(tmp_path, page: str, script: str) -> dict:
-    """Lay ``page`` out in headless Chromium with ``script`` added; what it measured."""
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI (apt-get install -y chromium)")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    html_path = tmp_path / "page.html"
-    html_path.write_text(page.replace("</body>", script + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=3000", "--dump-dom", html_path.as_uri()]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    measured = done.stdout.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
-    return json.loads(html.unescape(measured))
-
-
 MEASURE_HINTS = """
 <script>
 window.addEventListener("load", () => {
@@ -275,7 +260,7 @@ window.addEventListener("load", () => {
 @requires_sandbox
 def test_report_table_of_common_hints_renders_in_chromium(graded, tmp_path):
     doc = json.loads((graded / "grades.json").read_text())
-    measured = _chromium(tmp_path, (graded / "report.html").read_text(), MEASURE_HINTS)
+    measured = measure_in_chromium((graded / "report.html").read_text(), MEASURE_HINTS, tmp_path)
     rows = measured["rows"]
     assert measured["w"] > 0 and measured["h"] > 0
     assert len(rows) == min(len(doc["hints"]), 20) >= len(MISTAKES)
@@ -299,7 +284,7 @@ def test_hints_are_counted_by_mistake_across_checks_and_students(graded, tmp_pat
     top = hint_stats(docs)[0]
     assert "expected Dropout2d" in top["hint"] and top["students"] == 2
     assert set(top["checks"]) == {"resblock", "resnet_0", "resnet_1"} and top["count"] == 6
-    rows = _chromium(tmp_path, report_html(docs), MEASURE_HINTS)["rows"]
+    rows = measure_in_chromium(report_html(docs), MEASURE_HINTS, tmp_path)["rows"]
     assert rows[0]["cells"][:2] == ["2", "6"] and "expected Dropout2d" in rows[0]["cells"][3]
     assert all(r["cells"][0] == "1" for r in rows[1:])
 
@@ -325,7 +310,7 @@ window.addEventListener("load", () => {
 @requires_sandbox
 def test_feedback_hint_is_collapsed_until_opened_in_chromium(graded, tmp_path):
     page = (graded / "feedback" / "bn_before_dropout.html").read_text()
-    measured = _chromium(tmp_path, page, MEASURE_DETAILS)
+    measured = measure_in_chromium(page, MEASURE_DETAILS, tmp_path)
     closed, opened = measured["closed"], measured["opened"]
     assert not closed["shown"] and opened["shown"], measured
     assert 0 < measured["summary"] <= closed["h"] < opened["h"], measured

@@ -15,7 +15,7 @@ import sys
 import zipfile
 
 import pytest
-from grading_support import autograde, requires_sandbox
+from grading_support import CHROMIUM, autograde, measure_in_chromium, requires_sandbox
 from similarity_support import (
     FIXTURES,
     INDEPENDENT,
@@ -33,7 +33,6 @@ from tools.grading.collect import Submission, find_submissions, load_submission
 EXAMPLES = REPO / "examples" / "submissions"
 THRESHOLD = similarity.DEFAULT_THRESHOLD
 PLANTED = ("copy_verbatim", "copy_renamed", "copy_reordered", "copy_resnet_only")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def make_batch(root) -> None:
@@ -312,17 +311,8 @@ window.addEventListener("load", () => {
 
 
 def render(path, tmp_path) -> dict:
-    """Load ``path`` in headless Chromium with a measuring script added to a copy."""
-    copy = path.with_name("measured-" + path.name)
-    copy.write_text(path.read_text().replace("</body>", MEASURE + "</body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=3000", "--dump-dom", copy.as_uri()]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    text = done.stdout.split('<pre id="measured">', 1)[1].split("</pre>", 1)[0]
-    return json.loads(text.replace("&quot;", '"'))
+    """Load ``path`` in headless Chromium with the measuring script added to a copy."""
+    return measure_in_chromium(path.read_text(), MEASURE, tmp_path)
 
 
 def test_pages_render_in_chromium(result, tmp_path):
