@@ -9,7 +9,9 @@ as ``nbgrader collect`` leaves them (``submitted/<id>/hw2/Part4_CNN.ipynb`` besi
 child process whose wall time and peak memory (summed RSS of its process tree, sampled every
 0.1 s) are measured:
 
-* ``autograde``: ``tools/autograde.py course/submitted`` with ``--workers`` sandboxed workers;
+* ``autograde``: ``tools/autograde.py course/submitted`` with ``--workers`` sandboxed workers
+  and ``--no-similarity`` (40 identical submissions are the similarity report's worst case;
+  ``bench/bench_similarity.py`` measures it);
 * ``nbgrader``: ``nbgrader autograde hw2`` in the course, on the first ``--nbgrader-n``
   submissions (extrapolated linearly to N when fewer, and said so);
 * ``floor``: all checks on the solution, N times, in one warm process per worker (N / workers
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autograde: {args.n} submissions, {args.workers} workers ...", flush=True)
         report["autograde"] = measure([py, "tools/autograde.py", str(course / "submitted"),
                                        "--out", str(tmp / "out"), "--quiet", "--workers",
-                                       str(args.workers)])  # fmt: skip
+                                       str(args.workers), "--no-similarity"])  # fmt: skip
         graded = json.loads((tmp / "out" / "grades.json").read_text())["students"]
         report["autograde"]["scores"] = sorted({v["score"] for v in graded.values()})
         print(f"floor: {args.n} x all checks on the solution, {args.workers} processes ...",

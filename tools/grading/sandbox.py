@@ -65,6 +65,7 @@ START_TIMEOUT = 180.0
 
 
 REPLY_GRACE = 15.0  # seconds the zygote may take beyond a request's budget to answer
+POLL_INTERVAL = 0.25  # seconds between two looks at the memory cap while a request runs
 
 
 def wall_clock(cpu_seconds: float) -> float:
@@ -298,9 +299,16 @@ class Worker:
             self.start()
         deadline = time.monotonic() + float(request["budget"]) + REPLY_GRACE
         self._send(request)
+        stops, asked = self.cap.stops(), []
+
+        def end_at_memory_stop() -> None:  # the cap stopped a process: end the request now
+            if not asked and self.cap.stops() > stops:
+                asked.append(True)
+                self._send({"control": "stop"})
+
         while True:
             try:
-                reply = self._read_reply(deadline - time.monotonic())
+                reply = self._read_reply(deadline - time.monotonic(), end_at_memory_stop)
             except WorkerDied:
                 self._kill()
                 raise
@@ -320,7 +328,9 @@ class Worker:
             self._kill()
             raise WorkerDied(f"could not send the task: {e}") from e
 
-    def _read_reply(self, timeout: float) -> dict:
+    def _read_reply(self, timeout: float, poll=None) -> dict:
+        """The zygote's next message. ``poll()`` is called about every ``POLL_INTERVAL``
+        seconds while it is awaited."""
         fd = self.proc.stdout.fileno()
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
@@ -329,7 +339,9 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise WorkerDied(f"no answer within {timeout:.0f} s")
-                if not sel.select(remaining):
+                if not sel.select(min(remaining, POLL_INTERVAL) if poll else remaining):
+                    if poll:
+                        poll()
                     continue
                 data = os.read(fd, 65536)
                 if not data:
