@@ -208,7 +208,12 @@ def _dashboard(client: Client) -> str | None:
 
 class DaskBackend:
     """Grades on a Dask cluster: an existing one (``opts.scheduler``) or a ``LocalCluster``
-    of ``opts.workers`` processes with one thread each (``opts.cluster == "local"``)."""
+    of ``opts.workers`` in-process workers with one thread each (``opts.cluster == "local"``).
+
+    The local cluster's workers are threads of this process (``processes=False``): each still
+    hosts its own sandboxed zygote (``GraderPlugin``), which is where student code runs, and
+    this saves starting N Python processes that would each import torch and load the
+    references (a 1.3-1.5x overhead on 40 submissions, against about 1.05x)."""
 
     def __init__(self, opts: Options):
         if opts.cluster not in (None, "local"):
@@ -265,7 +270,7 @@ class DaskBackend:
             else:
                 dashboard = ":0"
             self.cluster = LocalCluster(
-                n_workers=opts.workers, threads_per_worker=1, processes=True,
+                n_workers=opts.workers, threads_per_worker=1, processes=False,
                 dashboard_address=dashboard, silence_logs=logging.ERROR,
             )  # fmt: skip
             self.client = Client(self.cluster, set_as_default=False)
