@@ -292,7 +292,7 @@ class StudentGrader:
             results, answers = [], {}
             for check in CHECKS:
                 results.append(self.grade_check(check, states, answers, runs))
-            self.add_hints(results, deadline)
+            self.add_hints(results, states, deadline)
         finally:
             self.worker.clear()
         return {
@@ -332,7 +332,7 @@ class StudentGrader:
 
     hints = True  # diagnose failed visible numeric checks (issue 13)
 
-    def add_hints(self, results: list[CheckResult], deadline: float) -> None:
+    def add_hints(self, results: list[CheckResult], states: dict, deadline: float) -> None:
         """Say why each failed visible numeric check differs (``diagnose``): the structure
         of the student's module is fetched for those checks only, in one child, so a
         submission that passes them costs nothing more. Never for a hidden check."""
@@ -341,6 +341,8 @@ class StudentGrader:
             for r in results
             if self.hints and r.check in diagnose.DIAGNOSED and r.status in ("failed", "error")
             and "NotImplementedError" not in r.message  # unfinished: nothing to compare
+            and "memory limit" not in r.message  # it would only hog again
+            and all(states[m][0] == "ok" for m in TASK_MODULES[harness.task_of(r.check)])
         }  # fmt: skip
         if not failed:
             return
