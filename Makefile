@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# bubblewrap and chromium (apt-get as root; otherwise it says what to install)
+# bubblewrap, chromium and postgresql (apt-get as root; otherwise it says what to install)
 sysdeps:
 	@bash tools/sysdeps.sh
 
