@@ -2,7 +2,6 @@
 follow the processes it started."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from grading_support import REPO
+
+from tools.grading.memcap import process_tree
 
 EXAMPLES = REPO / "examples" / "submissions"
 KINDS = ("correct", "partial", "broken", "untouched")
@@ -86,18 +87,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
 def descendants(pid: int) -> set[tuple[int, int]]:
     """``(pid, start time)`` of every process below ``pid`` (the start time tells a process
     from a later one that reuses its pid)."""
-    children: dict[int, list[int]] = {}
-    starts = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))):
-            children.setdefault(st[0], []).append(int(entry))
-            starts[int(entry)] = st[1]
-    found, stack = set(), list(children.get(pid, []))
-    while stack:
-        p = stack.pop()
-        found.add((p, starts[p]))
-        stack.extend(children.get(p, []))
-    return found
+    return {(p, st[1]) for p in process_tree(pid)[1:] if (st := _stat(p))}
 
 
 def still_running(procs: set[tuple[int, int]]) -> set[tuple[int, int]]:

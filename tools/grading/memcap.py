@@ -177,7 +177,7 @@ class MemoryCap:
             root = self._root_pid
             if root is None:
                 continue
-            tree = _tree(root)
+            tree = process_tree(root)
             if sum(_pss(pid) for pid in tree) > self.limit:
                 for pid in tree:
                     if pid != root:  # bwrap itself: the worker restarts the sandbox
@@ -213,8 +213,8 @@ def _field(path: Path, key: str) -> int:
     return -1
 
 
-def _tree(root: int) -> list[int]:
-    """``root`` and all its descendants."""
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (those that can be read from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
